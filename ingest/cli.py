@@ -1,0 +1,338 @@
+"""The ``ct-ingest`` command line: the edge where settings are built and exit codes decided.
+
+Exit codes: 0 every record indexed or skipped by rule; 1 finished, but something went to the
+dead-letter; 2 usage or configuration error; 3 aborted (e.g. OpenSearch unreachable after retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ingest import __version__
+from ingest.config import (
+    MiB,
+    Filters,
+    Settings,
+    SinkConfig,
+    SourceConfig,
+    default_state_dir,
+    from_environment,
+    parse_day,
+    parse_location,
+)
+from ingest.errors import ConfigError, IngestError
+
+__all__ = ["EXIT_ABORTED", "EXIT_CONFIG", "EXIT_DEADLETTER", "EXIT_OK", "app", "main"]
+
+EXIT_OK, EXIT_DEADLETTER, EXIT_CONFIG, EXIT_ABORTED = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="ct-ingest",
+    help="Move AWS CloudTrail archives from S3 into OpenSearch, fast and exactly once.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _env(name: str) -> str:
+    return f"CT_INGEST_{name}"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ct-ingest {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """ct-ingest: CloudTrail → OpenSearch."""
+
+
+# Options shared by the commands that talk to OpenSearch.
+OpenSearchOpt = Annotated[
+    str, typer.Option("--opensearch", envvar=_env("OPENSEARCH"), help="OpenSearch URL, http(s)://host:port.")
+]
+IndexPrefixOpt = Annotated[
+    str, typer.Option("--index-prefix", envvar=_env("INDEX_PREFIX"), help="Prefix of the monthly indices.")
+]
+AliasOpt = Annotated[str, typer.Option("--alias", envvar=_env("ALIAS"), help="Alias over all the indices.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", envvar=_env("TIMEOUT"), help="Per-request timeout to OpenSearch, seconds.")
+]
+InsecureOpt = Annotated[
+    bool, typer.Option("--insecure", envvar=_env("INSECURE"), help="Do not verify TLS certificates.")
+]
+CaCertsOpt = Annotated[
+    Path | None, typer.Option("--ca-certs", envvar=_env("CA_CERTS"), help="CA bundle for TLS.")
+]
+LogFormatOpt = Annotated[
+    str, typer.Option("--log-format", envvar=_env("LOG_FORMAT"), help="auto, json or console.")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", envvar=_env("VERBOSE"), help="Debug logs.")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"ct-ingest: {message}", err=True)
+    return typer.Exit(code)
+
+
+def build_settings(
+    *,
+    source: str,
+    opensearch: str,
+    state: Path | None,
+    deadletter: Path | None,
+    since: str | None,
+    until: str | None,
+    accounts: list[str],
+    regions: list[str],
+    include_insight: bool,
+    exclude: list[str],
+    concurrency: int,
+    workers: int | None,
+    profile: str | None,
+    aws_region: str | None,
+    index_prefix: str,
+    alias: str,
+    bulk_mib: float,
+    max_bulk_mib: float,
+    max_in_flight: int,
+    timeout: float,
+    insecure: bool,
+    ca_certs: Path | None,
+    log_format: str,
+) -> Settings:
+    """Settings for a backfill from already-parsed option values (the environment is read here)."""
+    environment = from_environment(os.environ)
+    state_path = state or default_state_dir(environment) / "ledger.sqlite"
+    return Settings(
+        source=SourceConfig(
+            location=parse_location(source),
+            profile=profile,
+            endpoint_url=environment.s3_endpoint_url,
+            region=aws_region,
+            concurrency=concurrency,
+        ),
+        sink=SinkConfig(
+            url=opensearch,
+            index_prefix=index_prefix,
+            alias=alias,
+            bulk_bytes=int(bulk_mib * MiB),
+            max_bulk_bytes=int(max_bulk_mib * MiB),
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            verify_certs=not insecure,
+            ca_certs=str(ca_certs) if ca_certs else None,
+        ),
+        filters=Filters(
+            since=parse_day(since) if since else None,
+            until=parse_day(until) if until else None,
+            accounts=frozenset(accounts),
+            regions=frozenset(regions),
+            include_insight=include_insight,
+            exclude=tuple(exclude),
+        ),
+        state_path=state_path,
+        deadletter_path=deadletter or state_path.parent / "deadletter.jsonl",
+        workers=(os.cpu_count() or 1) if workers is None else workers,
+        log_format=log_format,
+    )
+
+
+def run_and_report(settings: Settings, *, console: bool) -> int:
+    """Run a backfill, print the summary line, and return the exit code."""
+    import structlog
+
+    from ingest.pipeline import RunStats, execute_backfill, root_cause
+    from ingest.telemetry import summary_line
+
+    log = structlog.get_logger("ingest.cli")
+    stats: RunStats | None = None
+    try:
+        stats = asyncio.run(execute_backfill(settings, console=console))
+    except KeyboardInterrupt:
+        typer.echo("ct-ingest: interrupted; run the same command again to resume", err=True)
+        return EXIT_ABORTED
+    except BaseException as exc:  # noqa: BLE001 - the edge: every failure becomes an exit code
+        cause = root_cause(exc)
+        if isinstance(cause, ConfigError):
+            typer.echo(f"ct-ingest: {cause}", err=True)
+            return EXIT_CONFIG
+        if not isinstance(cause, IngestError):
+            log.exception("crashed", error=type(cause).__name__)
+        typer.echo(
+            f"ct-ingest aborted: {type(cause).__name__}: {cause}; "
+            "fix the cause and run the same command again to resume",
+            err=True,
+        )
+        return EXIT_ABORTED
+    failed = stats.deadlettered or stats.objects_failed
+    status = "finished with dead-letters" if failed else "done"
+    typer.echo(summary_line(stats, status=status))
+    log.info(
+        "run_done", status=status, records_seen=stats.records_seen, indexed=stats.indexed,
+        deadlettered=stats.deadlettered, skipped=stats.skipped, objects_done=stats.objects_done,
+        objects_failed=stats.objects_failed, objects_already_done=stats.objects_already_done,
+        seconds=round(stats.elapsed, 2), deadletter=str(settings.deadletter_path) if failed else None,
+    )
+    if failed:
+        typer.echo(f"ct-ingest: dead-letter entries are in {settings.deadletter_path}", err=True)
+    return EXIT_DEADLETTER if failed else EXIT_OK
+
+
+@app.command()
+def backfill(
+    source: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX] or a local directory laid out like it.")],
+    opensearch: OpenSearchOpt,
+    state: Annotated[
+        Path | None, typer.Option("--state", envvar=_env("STATE"), help="Checkpoint ledger (SQLite file).")
+    ] = None,
+    deadletter: Annotated[
+        Path | None,
+        typer.Option("--deadletter", envvar=_env("DEADLETTER"), help="Dead-letter file (JSON lines)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", envvar=_env("SINCE"), help="First day (YYYY-MM-DD or Nd).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", envvar=_env("UNTIL"), help="Last day, inclusive.")
+    ] = None,
+    account: Annotated[
+        list[str] | None, typer.Option("--account", envvar=_env("ACCOUNT"), help="Only this account (repeat).")
+    ] = None,
+    region: Annotated[
+        list[str] | None, typer.Option("--region", envvar=_env("REGION"), help="Only this region (repeat).")
+    ] = None,
+    include_insight: Annotated[
+        bool, typer.Option("--include-insight", envvar=_env("INCLUDE_INSIGHT"), help="Also CloudTrail-Insight/.")
+    ] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude", envvar=_env("EXCLUDE"),
+            help="Skip records by eventSource:eventName glob, e.g. kms.amazonaws.com:Decrypt (repeat).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", envvar=_env("CONCURRENCY"), help="Parallel S3 requests.")
+    ] = 32,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", envvar=_env("WORKERS"), help="Decoding processes (0 = in-process)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", envvar=["CT_INGEST_PROFILE", "AWS_PROFILE"], help="AWS profile.")
+    ] = None,
+    aws_region: Annotated[
+        str | None,
+        typer.Option("--aws-region", envvar=[_env("AWS_REGION"), "AWS_REGION", "AWS_DEFAULT_REGION"],
+                     help="Region of the S3 client."),
+    ] = None,
+    index_prefix: IndexPrefixOpt = "cloudtrail-",
+    alias: AliasOpt = "cloudtrail",
+    bulk_mib: Annotated[
+        float, typer.Option("--bulk-mib", envvar=_env("BULK_MIB"), help="Target bulk body size, MiB.")
+    ] = 5.0,
+    max_bulk_mib: Annotated[
+        float, typer.Option("--max-bulk-mib", envvar=_env("MAX_BULK_MIB"), help="Hard cap per bulk body, MiB.")
+    ] = 9.0,
+    max_in_flight: Annotated[
+        int, typer.Option("--max-in-flight", envvar=_env("MAX_IN_FLIGHT"), help="Concurrent bulk requests.")
+    ] = 4,
+    timeout: TimeoutOpt = 50.0,
+    insecure: InsecureOpt = False,
+    ca_certs: CaCertsOpt = None,
+    log_format: LogFormatOpt = "auto",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Load a CloudTrail archive into OpenSearch once; rerun to resume."""
+    from ingest.telemetry import configure_logging
+
+    try:
+        settings = build_settings(
+            source=source, opensearch=opensearch, state=state, deadletter=deadletter, since=since,
+            until=until, accounts=account or [], regions=region or [], include_insight=include_insight,
+            exclude=exclude or [], concurrency=concurrency, workers=workers, profile=profile,
+            aws_region=aws_region, index_prefix=index_prefix, alias=alias, bulk_mib=bulk_mib,
+            max_bulk_mib=max_bulk_mib, max_in_flight=max_in_flight, timeout=timeout,
+            insecure=insecure, ca_certs=ca_certs, log_format=log_format,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    console = configure_logging(settings.log_format, verbose=verbose)
+    raise typer.Exit(run_and_report(settings, console=console))
+
+
+@app.command()
+def setup(
+    opensearch: OpenSearchOpt,
+    index_prefix: IndexPrefixOpt = "cloudtrail-",
+    alias: AliasOpt = "cloudtrail",
+    timeout: TimeoutOpt = 50.0,
+    insecure: InsecureOpt = False,
+    ca_certs: CaCertsOpt = None,
+    log_format: LogFormatOpt = "auto",
+) -> None:
+    """Install (or update) the index template from mappings/."""
+    from ingest import cluster
+    from ingest.retry import call_with_retry
+    from ingest.telemetry import configure_logging
+
+    configure_logging(log_format)
+    try:
+        sink = SinkConfig(
+            url=opensearch, index_prefix=index_prefix, alias=alias, timeout=timeout,
+            verify_certs=not insecure, ca_certs=str(ca_certs) if ca_certs else None,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+
+    async def _go() -> str:
+        client = cluster.open_client(sink)
+        try:
+            await call_with_retry(sink.retry, lambda: cluster.ping(client))
+            return await cluster.install_template(client, sink)
+        finally:
+            await client.close()
+
+    try:
+        name = asyncio.run(_go())
+    except IngestError as exc:
+        raise _fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
+    typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option("--events", help="Events in the generated archive.")] = 20_000,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the servers up and print their URLs.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated archive.")] = 7,
+    log_format: LogFormatOpt = "auto",
+) -> None:
+    """Start S3 and OpenSearch on loopback, generate an archive, backfill it, answer questions."""
+    from ingest.demo import run_demo
+
+    raise typer.Exit(run_demo(events=events, keep_running=keep_running, seed=seed, log_format=log_format))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="ct-ingest")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""The pipeline: listing → fetching → decoding (worker processes) → bulk sink → checkpoint.
+
+The I/O stages are long-lived coroutines in one ``asyncio.TaskGroup``, joined by bounded
+queues, so a slow sink slows fetching and listing down instead of filling memory, and one
+failure cancels the rest. CPU work (gunzip, JSON, shaping) runs in a process pool and hands
+back ready NDJSON bytes, so the event loop only moves bytes.
+
+An object is settled in the checkpoint only once every one of its documents is acknowledged by
+OpenSearch or written to the dead-letter (which is fsynced first). Records seen always equal
+indexed + dead-lettered + skipped by rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from functools import partial
+
+import orjson
+import structlog
+
+from ingest.checkpoint import Ledger, ObjectCounts, Status
+from ingest.config import S3Location, Settings
+from ingest.deadletter import DeadLetter
+from ingest.decode import Decoded, Document, decode_object
+from ingest.errors import SourceError
+from ingest.listing import ListingStats, list_log_objects
+from ingest.retry import call_with_retry
+from ingest.sink import BulkClient, BulkSink, Outcome
+from ingest.source import ObjectRef, ObjectStore
+
+__all__ = ["RunStats", "execute_backfill", "root_cause", "run_backfill"]
+
+_log = structlog.get_logger("ingest.pipeline")
+_DONE = None  # queue sentinel
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters of one run; the progress display and the summary read them."""
+
+    started: float = field(default_factory=time.monotonic)
+    listing: ListingStats = field(default_factory=ListingStats)
+    objects_already_done: int = 0
+    objects_done: int = 0
+    objects_failed: int = 0
+    bytes_fetched: int = 0
+    json_bytes: int = 0
+    records_seen: int = 0
+    indexed: int = 0
+    already_indexed: int = 0
+    deadlettered: int = 0
+    skipped: int = 0
+    finished: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def balanced(self) -> bool:
+        return self.records_seen == self.indexed + self.deadlettered + self.skipped
+
+
+class _ObjectTask:
+    """One object's documents in flight; settles the object when the last one is settled."""
+
+    __slots__ = ("_complete", "_reject", "decoded", "existed", "indexed", "pending", "ref", "started")
+
+    def __init__(
+        self,
+        ref: ObjectRef,
+        decoded: Decoded,
+        complete: Callable[[_ObjectTask], None],
+        reject: Callable[[ObjectRef, Document, Outcome], None],
+    ) -> None:
+        self.ref = ref
+        self.decoded = decoded
+        self.pending = len(decoded.documents)
+        self.indexed = 0
+        self.existed = 0
+        self._complete = complete
+        self._reject = reject
+        self.started = time.monotonic()
+
+    def settle(self, doc: Document, outcome: Outcome) -> None:
+        if outcome.indexed:
+            self.indexed += 1
+            self.existed += outcome.existed
+        else:
+            self._reject(self.ref, doc, outcome)
+        self.pending -= 1
+        if self.pending == 0:
+            self._complete(self)
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        client: BulkClient,
+        ledger: Ledger,
+        deadletter: DeadLetter,
+        stats: RunStats,
+        executor: Executor | None,
+    ) -> None:
+        self.s = settings
+        self.store = store
+        self.client = client
+        self.ledger = ledger
+        self.dl = deadletter
+        self.stats = stats
+        self.executor = executor
+        self.source = store.name
+        conc = settings.source.concurrency
+        self.fetch_q: asyncio.Queue[ObjectRef | None] = asyncio.Queue(maxsize=conc * 2)
+        self.index_q: asyncio.Queue[tuple[ObjectRef, Decoded] | None] = asyncio.Queue(
+            maxsize=max(2, settings.workers * 2)
+        )
+
+    # -- listing ----------------------------------------------------------------------------
+    async def _emit(self, ref: ObjectRef) -> None:
+        if self.ledger.settled(self.source, [ref]):
+            self.stats.objects_already_done += 1
+            return
+        await self.fetch_q.put(ref)
+
+    async def lister(self) -> None:
+        loc = self.s.source.location
+        prefix = loc.prefix if isinstance(loc, S3Location) else ""
+        try:
+            await list_log_objects(
+                self.store,
+                prefix,
+                self.s.filters,
+                self._emit,
+                concurrency=self.s.source.concurrency,
+                retry=self.s.source.retry,
+                stats=self.stats.listing,
+            )
+        finally:
+            for _ in range(self.s.source.concurrency):
+                await self.fetch_q.put(_DONE)
+
+    # -- fetching and decoding --------------------------------------------------------------
+    async def _decode(self, ref: ObjectRef, data: bytes) -> Decoded:
+        fn = partial(
+            decode_object, ref.key, data,
+            index_prefix=self.s.sink.index_prefix, exclude=self.s.filters.exclude,
+        )
+        if self.executor is None:
+            return await asyncio.to_thread(fn)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+    async def fetcher(self, remaining: list[int]) -> None:
+        try:
+            while (ref := await self.fetch_q.get()) is not _DONE:
+                try:
+                    data = await call_with_retry(self.s.source.retry, partial(self.store.get, ref))
+                except SourceError as exc:
+                    self._object_failed(ref, "fetch", type(exc).__name__, str(exc))
+                    continue
+                self.stats.bytes_fetched += len(data)
+                decoded = await self._decode(ref, data)
+                del data
+                await self.index_q.put((ref, decoded))
+        finally:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                await self.index_q.put(_DONE)
+
+    # -- indexing ---------------------------------------------------------------------------
+    async def indexer(self, sink: BulkSink) -> None:
+        while True:
+            try:
+                item = self.index_q.get_nowait()
+            except asyncio.QueueEmpty:
+                await sink.flush()  # upstream is idle: send the partial batch now
+                item = await self.index_q.get()
+            if item is _DONE:
+                break
+            ref, decoded = item
+            self.stats.json_bytes += decoded.json_bytes
+            if decoded.failed:
+                bad = decoded.rejected[0]
+                self._object_failed(ref, "decode", bad.error_type, bad.reason)
+                continue
+            self.stats.records_seen += decoded.records
+            self.stats.skipped += decoded.skipped
+            for bad in decoded.rejected:
+                self._deadletter(ref, "decode", bad.error_type, bad.reason, bad.record_index, record=bad.record)
+            task = _ObjectTask(ref, decoded, self._object_done, self._doc_rejected)
+            if not decoded.documents:
+                self._object_done(task)
+                continue
+            for doc in decoded.documents:
+                await sink.put(doc, task)
+        await sink.drain()
+
+    def _deadletter(
+        self, ref: ObjectRef, stage: str, error_type: str, reason: str, record_index: int | None,
+        *, index: str | None = None, doc_id: str | None = None, record: object = None,
+    ) -> None:
+        where = f"{self.source}/{ref.key}" + (f" record {record_index}" if record_index is not None else "")
+        _log.error("dead_lettered", stage=stage, object=where, error=error_type, reason=reason)
+        self.dl.add(
+            stage=stage, source=self.source, key=ref.key, error_type=error_type, reason=reason,
+            record_index=record_index, index=index, doc_id=doc_id, record=record,
+        )
+        if record_index is not None:
+            self.stats.deadlettered += 1
+
+    def _doc_rejected(self, ref: ObjectRef, doc: Document, outcome: Outcome) -> None:
+        source_line = doc.ndjson.split(b"\n", 2)[1]
+        self._deadletter(
+            ref, "index", outcome.error_type or "Rejected", outcome.reason or "",
+            doc.record_index, index=doc.index, doc_id=doc.doc_id, record=orjson.loads(source_line),
+        )
+
+    def _object_failed(self, ref: ObjectRef, stage: str, error_type: str, reason: str) -> None:
+        self._deadletter(ref, stage, error_type, reason, None)
+        self.dl.sync()
+        self.ledger.record(self.source, ref, Status.FAILED, ObjectCounts())
+        self.stats.objects_failed += 1
+
+    def _object_done(self, task: _ObjectTask) -> None:
+        d = task.decoded
+        dead = len(d.rejected) + (len(d.documents) - task.indexed)
+        self.dl.sync()
+        self.ledger.record(
+            self.source, task.ref, Status.DONE,
+            ObjectCounts(records=d.records, indexed=task.indexed, deadlettered=dead, skipped=d.skipped),
+        )
+        self.stats.objects_done += 1
+        self.stats.indexed += task.indexed
+        self.stats.already_indexed += task.existed
+        _log.info(
+            "object_done", key=task.ref.key, records=d.records, indexed=task.indexed,
+            already_indexed=task.existed, deadlettered=dead, skipped=d.skipped,
+            bytes=task.ref.size, ms=round((time.monotonic() - task.started) * 1000),
+        )
+
+
+def _executor(workers: int) -> ProcessPoolExecutor | None:
+    if workers == 0:
+        return None
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["ingest.decode"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+async def run_backfill(
+    settings: Settings,
+    store: ObjectStore,
+    client: BulkClient,
+    ledger: Ledger,
+    deadletter: DeadLetter,
+    stats: RunStats | None = None,
+) -> RunStats:
+    """Run one backfill to the end (or until a terminal failure propagates)."""
+    stats = stats if stats is not None else RunStats()
+    async with AsyncExitStack() as stack:
+        executor = _executor(settings.workers)
+        if executor is not None:
+            stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+        run = _Run(settings, store, client, ledger, deadletter, stats, executor)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                sink = BulkSink(client, settings.sink, tg)
+                tg.create_task(run.lister(), name="lister")
+                remaining = [settings.source.concurrency]
+                for i in range(settings.source.concurrency):
+                    tg.create_task(run.fetcher(remaining), name=f"fetcher-{i}")
+                tg.create_task(run.indexer(sink), name="indexer")
+        finally:
+            stats.finished = time.monotonic()
+            deadletter.sync()
+    return stats
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        exc = (inner or list(exc.exceptions))[0]
+    return exc
+
+
+async def execute_backfill(settings: Settings, *, console: bool, ensure_template: bool = True) -> RunStats:
+    """Open every edge for ``settings``, run the backfill, close everything. The CLI and the demo
+    both come through here."""
+    from ingest import cluster, source, telemetry
+
+    stats = RunStats()
+    async with AsyncExitStack() as stack:
+        ledger = stack.enter_context(Ledger(settings.state_path))
+        deadletter = DeadLetter(settings.deadletter_path)
+        stack.callback(deadletter.close)
+        store = await source.open_store(settings.source)
+        stack.push_async_callback(store.aclose)
+        os_client = cluster.open_client(settings.sink)
+        stack.push_async_callback(os_client.close)
+        version = await call_with_retry(settings.sink.retry, lambda: cluster.ping(os_client))
+        _log.info("opensearch_ready", url=settings.sink.url, version=version)
+        if ensure_template:
+            await cluster.ensure_template(os_client, settings.sink)
+        from ingest.sink import OpenSearchBulkClient
+
+        async with telemetry.progress(stats, enabled=console):
+            await run_backfill(settings, store, OpenSearchBulkClient(os_client), ledger, deadletter, stats)
+    return stats

@@ -1,0 +1,239 @@
+"""The bulk sink: documents in, bulk ``create`` requests out, every document settled exactly once.
+
+Documents are grouped into bodies of at most ``bulk_bytes`` (never above ``max_bulk_bytes``) and
+sent with up to ``max_in_flight`` requests at a time. Each document's fate goes back to its
+:class:`Owner` (the object it came from):
+
+- created (201), or already there (409 on ``create``: a replay never overwrites) → indexed;
+- 429 or 5xx for the item → sent again, alone with the other failed items, under the retry
+  policy, then dead-lettered if it still fails;
+- any other item error (mapping conflicts and the like) → dead-lettered with its reason;
+- a document larger than the cap → dead-lettered at once, never into a 413 loop; a 413 for a
+  whole body splits it in two.
+
+Whole-request failures (connection errors, timeouts, 429, 502/503/504) are retried under the
+one retry policy; when it gives up, :class:`~ingest.errors.SinkUnavailable` propagates and the
+run aborts with nothing acknowledged that was not indexed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import structlog
+
+from ingest.config import SinkConfig
+from ingest.decode import Document
+from ingest.errors import SinkError, SinkUnavailable
+from ingest.retry import call_with_retry
+
+__all__ = ["BulkClient", "BulkSink", "OpenSearchBulkClient", "Outcome", "Owner", "SinkStats", "TooLarge"]
+
+_log = structlog.get_logger("ingest.sink")
+_RETRY_ITEM = frozenset({429, 500, 502, 503, 504})
+
+
+class TooLarge(SinkError):
+    """The server refused the body as too large (413)."""
+
+
+class BulkClient(Protocol):
+    """The one I/O call the sink needs: send an NDJSON body, get the parsed ``_bulk`` answer.
+
+    Raises :class:`SinkUnavailable` for transient failures, :class:`TooLarge` for 413 and
+    :class:`SinkError` for any other refusal of the request as a whole.
+    """
+
+    async def bulk(self, body: bytes) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Outcome(NamedTuple):
+    """What happened to one document."""
+
+    indexed: bool
+    existed: bool = False
+    error_type: str | None = None
+    reason: str | None = None
+
+
+class Owner(Protocol):
+    """Whoever wants to know each document's fate (the object it came from)."""
+
+    def settle(self, doc: Document, outcome: Outcome) -> None: ...
+
+
+@dataclass(slots=True)
+class _Item:
+    doc: Document
+    owner: Owner
+
+
+@dataclass(slots=True)
+class SinkStats:
+    requests: int = 0
+    bytes_sent: int = 0
+    created: int = 0
+    existed: int = 0
+    rejected: int = 0
+    item_retries: int = 0
+    splits: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class BulkSink:
+    """Batches documents by bytes and sends them, ``max_in_flight`` at a time, inside ``tg``."""
+
+    def __init__(self, client: BulkClient, config: SinkConfig, tg: asyncio.TaskGroup) -> None:
+        self._client = client
+        self._config = config
+        self._tg = tg
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._buffer: list[_Item] = []
+        self._buffered = 0
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stats = SinkStats()
+
+    async def put(self, doc: Document, owner: Owner) -> None:
+        """Queue one document; may wait while ``max_in_flight`` requests are under way."""
+        size = len(doc.ndjson)
+        if size > self._config.max_bulk_bytes:
+            self.stats.rejected += 1
+            owner.settle(doc, Outcome(False, error_type="TooLarge", reason=(
+                f"document of {size} bytes exceeds the bulk cap of {self._config.max_bulk_bytes} bytes"
+            )))
+            return
+        if self._buffer and self._buffered + size > self._config.bulk_bytes:
+            await self.flush()
+        self._buffer.append(_Item(doc, owner))
+        self._buffered += size
+
+    async def flush(self) -> None:
+        """Send what is buffered (waiting for a free request slot)."""
+        if not self._buffer:
+            return
+        batch, self._buffer, self._buffered = self._buffer, [], 0
+        await self._slots.acquire()
+        self._in_flight += 1
+        self._idle.clear()
+        self._tg.create_task(self._run(batch))
+
+    async def drain(self) -> None:
+        """Flush and wait until every document sent so far is settled."""
+        await self.flush()
+        await self._idle.wait()
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            await self._send(batch)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _send(self, batch: list[_Item]) -> None:
+        pending = batch
+        policy = self._config.retry
+        for attempt in range(1, policy.attempts + 1):
+            pending = await self._send_once(pending)
+            if not pending:
+                return
+            self.stats.item_retries += len(pending)
+            delay = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
+            _log.debug("bulk_item_retry", items=len(pending), attempt=attempt, sleep_s=round(delay, 2))
+            await asyncio.sleep(delay)
+        for item in pending:
+            self._reject(item, "RetriesExhausted", f"still failing after {policy.attempts} attempts")
+
+    async def _send_once(self, batch: Sequence[_Item]) -> list[_Item]:
+        """Send ``batch`` as one body; settle what is final and return the items to retry."""
+        body = b"".join(item.doc.ndjson for item in batch)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            answer = await call_with_retry(self._config.retry, lambda: self._client.bulk(body))
+        except TooLarge:
+            if len(batch) == 1:
+                self._reject(batch[0], "TooLarge", f"server answered 413 for a {len(body)}-byte body")
+                return []
+            self.stats.splits += 1
+            half = len(batch) // 2
+            return await self._send_once(batch[:half]) + await self._send_once(batch[half:])
+        elapsed = loop.time() - started
+        self.stats.requests += 1
+        self.stats.bytes_sent += len(body)
+        self.stats.latencies.append(elapsed)
+        _log.debug("bulk_sent", docs=len(batch), bytes=len(body), seconds=round(elapsed, 3))
+        return self._settle(batch, answer)
+
+    def _settle(self, batch: Sequence[_Item], answer: dict[str, Any]) -> list[_Item]:
+        items = answer.get("items")
+        if not isinstance(items, list) or len(items) != len(batch):
+            got = len(items) if isinstance(items, list) else "no"
+            raise SinkError(f"bulk answer has {got} items for {len(batch)} documents")
+        retry: list[_Item] = []
+        for item, result in zip(batch, items, strict=True):
+            info = next(iter(result.values())) if isinstance(result, dict) and result else {}
+            status = int(info.get("status", 0))
+            if status in (200, 201):
+                self.stats.created += 1
+                item.owner.settle(item.doc, Outcome(True))
+            elif status == 409:
+                self.stats.existed += 1
+                item.owner.settle(item.doc, Outcome(True, existed=True))
+            elif status in _RETRY_ITEM:
+                retry.append(item)
+            else:
+                error = info.get("error") or {}
+                if isinstance(error, dict):
+                    etype, reason = str(error.get("type", f"http_{status}")), str(error.get("reason", ""))
+                    cause = error.get("caused_by")
+                    if isinstance(cause, dict) and cause.get("reason"):
+                        reason = f"{reason}: {cause.get('type')}: {cause['reason']}"
+                else:
+                    etype, reason = f"http_{status}", str(error)
+                self._reject(item, etype, reason)
+        return retry
+
+    def _reject(self, item: _Item, error_type: str, reason: str) -> None:
+        self.stats.rejected += 1
+        item.owner.settle(item.doc, Outcome(False, error_type=error_type, reason=reason))
+
+
+class OpenSearchBulkClient:
+    """:class:`BulkClient` over opensearch-py's async client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def bulk(self, body: bytes) -> dict[str, Any]:
+        from opensearchpy.exceptions import ConnectionError as OSConnectionError
+        from opensearchpy.exceptions import TransportError
+
+        try:
+            answer: dict[str, Any] = await self._client.bulk(
+                body=body, params={"filter_path": "errors,items.*.status,items.*.error"}
+            )
+        except OSConnectionError as exc:
+            raise SinkUnavailable(f"bulk: {type(exc).__name__}: {exc.info or exc.error}") from exc
+        except TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else 0
+            if status in (429, 502, 503, 504):
+                raise SinkUnavailable(f"bulk: HTTP {status}") from exc
+            if status == 413:
+                raise TooLarge(f"bulk: HTTP 413 for {len(body)} bytes") from exc
+            raise SinkError(f"bulk: HTTP {status}: {str(exc.info)[:300]}") from exc
+        except TimeoutError as exc:
+            raise SinkUnavailable("bulk: timed out") from exc
+        return answer
+
+    async def aclose(self) -> None:
+        await self._client.close()
