@@ -1,4 +1,4 @@
-"""ct-ingest: CloudTrail archives from S3 into OpenSearch, fast, exactly once, shaped for analysis."""
+"""ct-ingest: CloudTrail archives from S3 into OpenSearch, fast, exactly once, for analysis."""
 
 from __future__ import annotations
 

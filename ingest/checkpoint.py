@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from ingest.errors import CheckpointError
@@ -38,7 +38,14 @@ CREATE TABLE IF NOT EXISTS objects (
 """
 
 
-class Status(str, Enum):
+_TOTALS = (
+    "SELECT COUNT(*), COALESCE(SUM(status='done'),0), COALESCE(SUM(status='failed'),0),"
+    " COALESCE(SUM(records),0), COALESCE(SUM(indexed),0), COALESCE(SUM(deadlettered),0),"
+    " COALESCE(SUM(skipped),0) FROM objects"
+)
+
+
+class Status(StrEnum):
     DONE = "done"
     FAILED = "failed"
 
@@ -75,11 +82,15 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
-    def settled(self, source: str, refs: Sequence[ObjectRef], *, retry_failed: bool = False) -> set[str]:
+    def settled(
+        self, source: str, refs: Sequence[ObjectRef], *, retry_failed: bool = False
+    ) -> set[str]:
         """The keys among ``refs`` that are done (or failed, unless retried) with the same ETag."""
         if not refs:
             return set()
-        statuses = (Status.DONE.value,) if retry_failed else (Status.DONE.value, Status.FAILED.value)
+        statuses = (
+            (Status.DONE.value,) if retry_failed else (Status.DONE.value, Status.FAILED.value)
+        )
         found: set[str] = set()
         wanted = {r.key: r.etag for r in refs}
         keys = list(wanted)
@@ -100,11 +111,24 @@ class Ledger:
         """Settle one object (replacing any earlier row for the same key)."""
         self.record_many(source, [(ref, status, counts)])
 
-    def record_many(self, source: str, rows: Iterable[tuple[ObjectRef, Status, ObjectCounts]]) -> None:
+    def record_many(
+        self, source: str, rows: Iterable[tuple[ObjectRef, Status, ObjectCounts]]
+    ) -> None:
         """Settle several objects in one transaction."""
         now = time.time()
         values = [
-            (source, ref.key, ref.etag, ref.size, st.value, c.records, c.indexed, c.deadlettered, c.skipped, now)
+            (
+                source,
+                ref.key,
+                ref.etag,
+                ref.size,
+                st.value,
+                c.records,
+                c.indexed,
+                c.deadlettered,
+                c.skipped,
+                now,
+            )
             for ref, st, c in rows
         ]
         try:
@@ -118,12 +142,7 @@ class Ledger:
 
     def totals(self, source: str | None = None) -> dict[str, int]:
         """Objects and records by status (for summaries and tests)."""
-        where, args = ("WHERE source = ?", (source,)) if source else ("", ())
-        row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(status='done'),0), COALESCE(SUM(status='failed'),0),"
-            " COALESCE(SUM(records),0), COALESCE(SUM(indexed),0), COALESCE(SUM(deadlettered),0),"
-            f" COALESCE(SUM(skipped),0) FROM objects {where}",  # noqa: S608 (fixed fragments)
-            args,
-        ).fetchone()
+        sql = _TOTALS + (" WHERE source = ?" if source else "")
+        row = self._db.execute(sql, (source,) if source else ()).fetchone()
         names = ("objects", "done", "failed", "records", "indexed", "deadlettered", "skipped")
         return dict(zip(names, (int(v) for v in row), strict=True))

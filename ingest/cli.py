@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +15,8 @@ import typer
 
 from ingest import __version__
 from ingest.config import (
-    MiB,
     Filters,
+    MiB,
     Settings,
     SinkConfig,
     SourceConfig,
@@ -27,6 +26,7 @@ from ingest.config import (
     parse_location,
 )
 from ingest.errors import ConfigError, IngestError
+from ingest.retry import RetryPolicy
 
 __all__ = ["EXIT_ABORTED", "EXIT_CONFIG", "EXIT_DEADLETTER", "EXIT_OK", "app", "main"]
 
@@ -62,17 +62,37 @@ def _root(
 
 # Options shared by the commands that talk to OpenSearch.
 OpenSearchOpt = Annotated[
-    str, typer.Option("--opensearch", envvar=_env("OPENSEARCH"), help="OpenSearch URL, http(s)://host:port.")
+    str,
+    typer.Option(
+        "--opensearch", envvar=_env("OPENSEARCH"), help="OpenSearch URL, http(s)://host:port."
+    ),
 ]
 IndexPrefixOpt = Annotated[
-    str, typer.Option("--index-prefix", envvar=_env("INDEX_PREFIX"), help="Prefix of the monthly indices.")
+    str,
+    typer.Option(
+        "--index-prefix", envvar=_env("INDEX_PREFIX"), help="Prefix of the monthly indices."
+    ),
 ]
-AliasOpt = Annotated[str, typer.Option("--alias", envvar=_env("ALIAS"), help="Alias over all the indices.")]
+AliasOpt = Annotated[
+    str, typer.Option("--alias", envvar=_env("ALIAS"), help="Alias over all the indices.")
+]
 TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", envvar=_env("TIMEOUT"), help="Per-request timeout to OpenSearch, seconds.")
+    float,
+    typer.Option(
+        "--timeout", envvar=_env("TIMEOUT"), help="Per-request timeout to OpenSearch, seconds."
+    ),
+]
+RetryDeadlineOpt = Annotated[
+    float,
+    typer.Option(
+        "--retry-deadline",
+        envvar=_env("RETRY_DEADLINE"),
+        help="Seconds to keep retrying an unreachable S3 or OpenSearch before aborting.",
+    ),
 ]
 InsecureOpt = Annotated[
-    bool, typer.Option("--insecure", envvar=_env("INSECURE"), help="Do not verify TLS certificates.")
+    bool,
+    typer.Option("--insecure", envvar=_env("INSECURE"), help="Do not verify TLS certificates."),
 ]
 CaCertsOpt = Annotated[
     Path | None, typer.Option("--ca-certs", envvar=_env("CA_CERTS"), help="CA bundle for TLS.")
@@ -80,7 +100,9 @@ CaCertsOpt = Annotated[
 LogFormatOpt = Annotated[
     str, typer.Option("--log-format", envvar=_env("LOG_FORMAT"), help="auto, json or console.")
 ]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", envvar=_env("VERBOSE"), help="Debug logs.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", envvar=_env("VERBOSE"), help="Debug logs.")
+]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -113,10 +135,14 @@ def build_settings(
     insecure: bool,
     ca_certs: Path | None,
     log_format: str,
+    retry_deadline: float = 300.0,
 ) -> Settings:
     """Settings for a backfill from already-parsed option values (the environment is read here)."""
     environment = from_environment(os.environ)
     state_path = state or default_state_dir(environment) / "ledger.sqlite"
+    if retry_deadline <= 0:
+        raise ConfigError(f"--retry-deadline must be positive, got {retry_deadline}")
+    retry = RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4))
     return Settings(
         source=SourceConfig(
             location=parse_location(source),
@@ -124,6 +150,7 @@ def build_settings(
             endpoint_url=environment.s3_endpoint_url,
             region=aws_region,
             concurrency=concurrency,
+            retry=retry,
         ),
         sink=SinkConfig(
             url=opensearch,
@@ -135,6 +162,7 @@ def build_settings(
             timeout=timeout,
             verify_certs=not insecure,
             ca_certs=str(ca_certs) if ca_certs else None,
+            retry=retry,
         ),
         filters=Filters(
             since=parse_day(since) if since else None,
@@ -165,7 +193,7 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
     except KeyboardInterrupt:
         typer.echo("ct-ingest: interrupted; run the same command again to resume", err=True)
         return EXIT_ABORTED
-    except BaseException as exc:  # noqa: BLE001 - the edge: every failure becomes an exit code
+    except BaseException as exc:
         cause = root_cause(exc)
         if isinstance(cause, ConfigError):
             typer.echo(f"ct-ingest: {cause}", err=True)
@@ -182,10 +210,21 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
     status = "finished with dead-letters" if failed else "done"
     typer.echo(summary_line(stats, status=status))
     log.info(
-        "run_done", status=status, records_seen=stats.records_seen, indexed=stats.indexed,
-        deadlettered=stats.deadlettered, skipped=stats.skipped, objects_done=stats.objects_done,
-        objects_failed=stats.objects_failed, objects_already_done=stats.objects_already_done,
-        seconds=round(stats.elapsed, 2), deadletter=str(settings.deadletter_path) if failed else None,
+        "run_done",
+        status=status,
+        records_seen=stats.records_seen,
+        indexed=stats.indexed,
+        deadlettered=stats.deadlettered,
+        skipped=stats.skipped,
+        objects_done=stats.objects_done,
+        objects_failed=stats.objects_failed,
+        objects_already_done=stats.objects_already_done,
+        already_indexed=stats.already_indexed,
+        bytes_fetched=stats.bytes_fetched,
+        keys_skipped=stats.listing.skipped_keys,
+        prefixes_skipped=stats.listing.skipped_prefixes,
+        seconds=round(stats.elapsed, 2),
+        deadletter=str(settings.deadletter_path) if failed else None,
     )
     if failed:
         typer.echo(f"ct-ingest: dead-letter entries are in {settings.deadletter_path}", err=True)
@@ -194,35 +233,48 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
 
 @app.command()
 def backfill(
-    source: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX] or a local directory laid out like it.")],
+    source: Annotated[
+        str, typer.Argument(help="s3://BUCKET[/PREFIX] or a local directory laid out like it.")
+    ],
     opensearch: OpenSearchOpt,
     state: Annotated[
-        Path | None, typer.Option("--state", envvar=_env("STATE"), help="Checkpoint ledger (SQLite file).")
+        Path | None,
+        typer.Option("--state", envvar=_env("STATE"), help="Checkpoint ledger (SQLite file)."),
     ] = None,
     deadletter: Annotated[
         Path | None,
-        typer.Option("--deadletter", envvar=_env("DEADLETTER"), help="Dead-letter file (JSON lines)."),
+        typer.Option(
+            "--deadletter", envvar=_env("DEADLETTER"), help="Dead-letter file (JSON lines)."
+        ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", envvar=_env("SINCE"), help="First day (YYYY-MM-DD or Nd).")
+        str | None,
+        typer.Option("--since", envvar=_env("SINCE"), help="First day (YYYY-MM-DD or Nd)."),
     ] = None,
     until: Annotated[
         str | None, typer.Option("--until", envvar=_env("UNTIL"), help="Last day, inclusive.")
     ] = None,
     account: Annotated[
-        list[str] | None, typer.Option("--account", envvar=_env("ACCOUNT"), help="Only this account (repeat).")
+        list[str] | None,
+        typer.Option("--account", envvar=_env("ACCOUNT"), help="Only this account (repeat)."),
     ] = None,
     region: Annotated[
-        list[str] | None, typer.Option("--region", envvar=_env("REGION"), help="Only this region (repeat).")
+        list[str] | None,
+        typer.Option("--region", envvar=_env("REGION"), help="Only this region (repeat)."),
     ] = None,
     include_insight: Annotated[
-        bool, typer.Option("--include-insight", envvar=_env("INCLUDE_INSIGHT"), help="Also CloudTrail-Insight/.")
+        bool,
+        typer.Option(
+            "--include-insight", envvar=_env("INCLUDE_INSIGHT"), help="Also CloudTrail-Insight/."
+        ),
     ] = False,
     exclude: Annotated[
         list[str] | None,
         typer.Option(
-            "--exclude", envvar=_env("EXCLUDE"),
-            help="Skip records by eventSource:eventName glob, e.g. kms.amazonaws.com:Decrypt (repeat).",
+            "--exclude",
+            envvar=_env("EXCLUDE"),
+            help="Skip records by eventSource:eventName glob, e.g. kms.amazonaws.com:Decrypt"
+            " (repeat).",
         ),
     ] = None,
     concurrency: Annotated[
@@ -230,28 +282,42 @@ def backfill(
     ] = 32,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", envvar=_env("WORKERS"), help="Decoding processes (0 = in-process)."),
+        typer.Option(
+            "--workers", envvar=_env("WORKERS"), help="Decoding processes (0 = in-process)."
+        ),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", envvar=["CT_INGEST_PROFILE", "AWS_PROFILE"], help="AWS profile.")
+        str | None,
+        typer.Option("--profile", envvar=["CT_INGEST_PROFILE", "AWS_PROFILE"], help="AWS profile."),
     ] = None,
     aws_region: Annotated[
         str | None,
-        typer.Option("--aws-region", envvar=[_env("AWS_REGION"), "AWS_REGION", "AWS_DEFAULT_REGION"],
-                     help="Region of the S3 client."),
+        typer.Option(
+            "--aws-region",
+            envvar=[_env("AWS_REGION"), "AWS_REGION", "AWS_DEFAULT_REGION"],
+            help="Region of the S3 client.",
+        ),
     ] = None,
     index_prefix: IndexPrefixOpt = "cloudtrail-",
     alias: AliasOpt = "cloudtrail",
     bulk_mib: Annotated[
-        float, typer.Option("--bulk-mib", envvar=_env("BULK_MIB"), help="Target bulk body size, MiB.")
+        float,
+        typer.Option("--bulk-mib", envvar=_env("BULK_MIB"), help="Target bulk body size, MiB."),
     ] = 5.0,
     max_bulk_mib: Annotated[
-        float, typer.Option("--max-bulk-mib", envvar=_env("MAX_BULK_MIB"), help="Hard cap per bulk body, MiB.")
+        float,
+        typer.Option(
+            "--max-bulk-mib", envvar=_env("MAX_BULK_MIB"), help="Hard cap per bulk body, MiB."
+        ),
     ] = 9.0,
     max_in_flight: Annotated[
-        int, typer.Option("--max-in-flight", envvar=_env("MAX_IN_FLIGHT"), help="Concurrent bulk requests.")
+        int,
+        typer.Option(
+            "--max-in-flight", envvar=_env("MAX_IN_FLIGHT"), help="Concurrent bulk requests."
+        ),
     ] = 4,
     timeout: TimeoutOpt = 50.0,
+    retry_deadline: RetryDeadlineOpt = 300.0,
     insecure: InsecureOpt = False,
     ca_certs: CaCertsOpt = None,
     log_format: LogFormatOpt = "auto",
@@ -262,12 +328,30 @@ def backfill(
 
     try:
         settings = build_settings(
-            source=source, opensearch=opensearch, state=state, deadletter=deadletter, since=since,
-            until=until, accounts=account or [], regions=region or [], include_insight=include_insight,
-            exclude=exclude or [], concurrency=concurrency, workers=workers, profile=profile,
-            aws_region=aws_region, index_prefix=index_prefix, alias=alias, bulk_mib=bulk_mib,
-            max_bulk_mib=max_bulk_mib, max_in_flight=max_in_flight, timeout=timeout,
-            insecure=insecure, ca_certs=ca_certs, log_format=log_format,
+            source=source,
+            opensearch=opensearch,
+            state=state,
+            deadletter=deadletter,
+            since=since,
+            until=until,
+            accounts=account or [],
+            regions=region or [],
+            include_insight=include_insight,
+            exclude=exclude or [],
+            concurrency=concurrency,
+            workers=workers,
+            profile=profile,
+            aws_region=aws_region,
+            index_prefix=index_prefix,
+            alias=alias,
+            bulk_mib=bulk_mib,
+            max_bulk_mib=max_bulk_mib,
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            insecure=insecure,
+            ca_certs=ca_certs,
+            log_format=log_format,
+            retry_deadline=retry_deadline,
         )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
@@ -281,6 +365,7 @@ def setup(
     index_prefix: IndexPrefixOpt = "cloudtrail-",
     alias: AliasOpt = "cloudtrail",
     timeout: TimeoutOpt = 50.0,
+    retry_deadline: RetryDeadlineOpt = 300.0,
     insecure: InsecureOpt = False,
     ca_certs: CaCertsOpt = None,
     log_format: LogFormatOpt = "auto",
@@ -293,8 +378,13 @@ def setup(
     configure_logging(log_format)
     try:
         sink = SinkConfig(
-            url=opensearch, index_prefix=index_prefix, alias=alias, timeout=timeout,
-            verify_certs=not insecure, ca_certs=str(ca_certs) if ca_certs else None,
+            url=opensearch,
+            index_prefix=index_prefix,
+            alias=alias,
+            timeout=timeout,
+            verify_certs=not insecure,
+            ca_certs=str(ca_certs) if ca_certs else None,
+            retry=RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4)),
         )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
@@ -316,7 +406,9 @@ def setup(
 
 @app.command()
 def demo(
-    events: Annotated[int, typer.Option("--events", help="Events in the generated archive.")] = 20_000,
+    events: Annotated[
+        int, typer.Option("--events", help="Events in the generated archive.")
+    ] = 20_000,
     keep_running: Annotated[
         bool, typer.Option("--keep-running", help="Leave the servers up and print their URLs.")
     ] = False,
@@ -326,7 +418,9 @@ def demo(
     """Start S3 and OpenSearch on loopback, generate an archive, backfill it, answer questions."""
     from ingest.demo import run_demo
 
-    raise typer.Exit(run_demo(events=events, keep_running=keep_running, seed=seed, log_format=log_format))
+    raise typer.Exit(
+        run_demo(events=events, keep_running=keep_running, seed=seed, log_format=log_format)
+    )
 
 
 def main() -> None:
@@ -335,4 +429,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -10,7 +10,7 @@ import orjson
 import structlog
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import NotFoundError, TransportError
+from opensearchpy.exceptions import TransportError
 
 from ingest.config import SinkConfig
 from ingest.errors import SinkError, SinkUnavailable
@@ -47,7 +47,7 @@ def template_name(config: SinkConfig) -> str:
 
 
 def render_template(config: SinkConfig) -> dict[str, Any]:
-    """The composable index template from ``mappings/``, bound to the configured prefix and alias."""
+    """The index template from ``mappings/``, bound to the configured prefix and alias."""
     raw = resources.files("ingest.mappings").joinpath(TEMPLATE_FILE).read_bytes()
     body: dict[str, Any] = copy.deepcopy(orjson.loads(raw))
     body["index_patterns"] = [f"{config.index_prefix}*"]
@@ -82,7 +82,9 @@ async def install_template(client: AsyncOpenSearch, config: SinkConfig) -> str:
         await client.indices.put_index_template(name=name, body=render_template(config))
     except Exception as exc:
         raise _translate(exc, f"PUT _index_template/{name}") from exc
-    _log.info("template_installed", name=name, patterns=f"{config.index_prefix}*", alias=config.alias)
+    _log.info(
+        "template_installed", name=name, patterns=f"{config.index_prefix}*", alias=config.alias
+    )
     return name
 
 
@@ -90,10 +92,10 @@ async def ensure_template(client: AsyncOpenSearch, config: SinkConfig) -> bool:
     """Install the template unless one of that name exists; True when it was installed now."""
     name = template_name(config)
     try:
-        await client.indices.get_index_template(name=name)
-    except NotFoundError:
-        await install_template(client, config)
-        return True
+        exists = await client.indices.exists_index_template(name=name)
     except Exception as exc:
-        raise _translate(exc, f"GET _index_template/{name}") from exc
-    return False
+        raise _translate(exc, f"HEAD _index_template/{name}") from exc
+    if exists:
+        return False
+    await install_template(client, config)
+    return True

@@ -20,10 +20,10 @@ from ingest.errors import ConfigError
 from ingest.retry import RetryPolicy
 
 __all__ = [
-    "MiB",
     "Environment",
     "Filters",
     "LocalLocation",
+    "MiB",
     "S3Location",
     "Settings",
     "SinkConfig",
@@ -186,7 +186,9 @@ def from_environment(env: Mapping[str, str]) -> Environment:
     """Read the few standard variables we honour; the CLI passes ``os.environ``."""
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
     state_home = env.get("XDG_STATE_HOME")
-    return Environment(s3_endpoint_url=endpoint, state_home=Path(state_home) if state_home else None)
+    return Environment(
+        s3_endpoint_url=endpoint, state_home=Path(state_home) if state_home else None
+    )
 
 
 def default_state_dir(environment: Environment) -> Path:

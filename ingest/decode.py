@@ -13,9 +13,9 @@ import gzip
 import hashlib
 import re
 import zlib
-from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -38,7 +38,7 @@ class Document(NamedTuple):
     """One bulk ``create`` action and its source, ready to send."""
 
     doc_id: str
-    index: str
+    index_name: str
     record_index: int
     ndjson: bytes  # the action line and the source line, each ending in a newline
 

@@ -26,8 +26,14 @@ QUESTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "Who changes things by hand in the console? (top console writers)",
         "principal",
-        {"bool": {"filter": [{"term": {"sessionCredentialFromConsole": "true"}},
-                             {"term": {"readOnly": False}}]}},
+        {
+            "bool": {
+                "filter": [
+                    {"term": {"sessionCredentialFromConsole": "true"}},
+                    {"term": {"readOnly": False}},
+                ]
+            }
+        },
         "userIdentity.arn",
     ),
     ("Events per service", "eventSource", {"match_all": {}}, "eventSource"),
@@ -43,15 +49,24 @@ QUESTIONS: list[tuple[str, str, dict[str, Any], str]] = [
 def upload(s3_url: str, files: list[Any], *, bucket: str = BUCKET) -> None:
     """Put generated files into a bucket of the S3 server at ``s3_url`` (boto3, threads)."""
     import boto3
+    from botocore.config import Config
 
-    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
-                      aws_access_key_id="demo", aws_secret_access_key="demo")  # noqa: S106 (moto)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name="us-east-1",
+        aws_access_key_id="demo",
+        config=Config(max_pool_connections=16),
+        aws_secret_access_key="demo",  # noqa: S106 (moto accepts any credentials)
+    )
     s3.create_bucket(Bucket=bucket)
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda f: s3.put_object(Bucket=bucket, Key=f.key, Body=f.body), files))
 
 
-def ask(opensearch_url: str, alias: str = "cloudtrail") -> list[tuple[str, str, list[tuple[str, int]]]]:
+def ask(
+    opensearch_url: str, alias: str = "cloudtrail"
+) -> list[tuple[str, str, list[tuple[str, int]]]]:
     """Answer :data:`QUESTIONS` from the index."""
     from opensearchpy import OpenSearch
 
@@ -60,9 +75,17 @@ def ask(opensearch_url: str, alias: str = "cloudtrail") -> list[tuple[str, str, 
         client.indices.refresh(index=alias)
         answers = []
         for title, column, query, field in QUESTIONS:
-            res = client.search(index=alias, body={
-                "size": 0, "query": query, "aggs": {"top": {"terms": {"field": field, "size": 5}}}})
-            rows = [(str(b["key"]), int(b["doc_count"])) for b in res["aggregations"]["top"]["buckets"]]
+            res = client.search(
+                index=alias,
+                body={
+                    "size": 0,
+                    "query": query,
+                    "aggs": {"top": {"terms": {"field": field, "size": 5}}},
+                },
+            )
+            rows = [
+                (str(b["key"]), int(b["doc_count"])) for b in res["aggregations"]["top"]["buckets"]
+            ]
             answers.append((title, column, rows))
         return answers
     finally:
@@ -78,32 +101,59 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
     out = Console(stderr=False)
     console = configure_logging(log_format)
     # Fake credentials for moto; never the user's own.
-    os.environ.update({"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",  # noqa: S105
-                       "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "demo",
+            "AWS_SECRET_ACCESS_KEY": "demo",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
     try:
         moto, osmem = MotoServer.start(), start_osmem()
     except (ImportError, RuntimeError) as exc:
-        typer.echo(f"ct-ingest demo: cannot start the embedded servers ({exc}); "
-                   "install them with: pip install 'ct-ingest[demo]'", err=True)
+        typer.echo(
+            f"ct-ingest demo: cannot start the embedded servers ({exc}); "
+            "install them with: pip install 'ct-ingest[demo]'",
+            err=True,
+        )
         return 2
     try:
         out.print(f"S3 (moto) at {moto.url}, OpenSearch (osmem-server) at {osmem.url}")
         t0 = time.monotonic()
         files = list(synth.generate(events, seed=seed))
         upload(moto.url, files)
-        out.print(f"wrote {sum(f.records for f in files):,} events in {len(files):,} log files to "
-                  f"s3://{BUCKET}/AWSLogs/ in {time.monotonic() - t0:.1f} s")
+        out.print(
+            f"wrote {sum(f.records for f in files):,} events in {len(files):,} log files to "
+            f"s3://{BUCKET}/AWSLogs/ in {time.monotonic() - t0:.1f} s"
+        )
         os.environ["AWS_ENDPOINT_URL_S3"] = moto.url
         with tempfile.TemporaryDirectory(prefix="ct-ingest-demo-") as tmp:
             settings = build_settings(
-                source=f"s3://{BUCKET}", opensearch=osmem.url, state=Path(tmp) / "ledger.sqlite",
-                deadletter=None, since=None, until=None, accounts=[], regions=[],
-                include_insight=False, exclude=[], concurrency=16, workers=None, profile=None,
-                aws_region="us-east-1", index_prefix="cloudtrail-", alias="cloudtrail",
-                bulk_mib=5.0, max_bulk_mib=9.0, max_in_flight=2, timeout=50.0, insecure=False,
-                ca_certs=None, log_format=log_format,
+                source=f"s3://{BUCKET}",
+                opensearch=osmem.url,
+                state=Path(tmp) / "ledger.sqlite",
+                deadletter=None,
+                since=None,
+                until=None,
+                accounts=[],
+                regions=[],
+                include_insight=False,
+                exclude=[],
+                concurrency=16,
+                workers=None,
+                profile=None,
+                aws_region="us-east-1",
+                index_prefix="cloudtrail-",
+                alias="cloudtrail",
+                bulk_mib=5.0,
+                max_bulk_mib=9.0,
+                max_in_flight=2,
+                timeout=50.0,
+                insecure=False,
+                ca_certs=None,
+                log_format=log_format,
             )
             out.print(f"$ ct-ingest backfill s3://{BUCKET} --opensearch {osmem.url}")
             code = run_and_report(settings, console=console)
@@ -117,7 +167,9 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
                 table.add_row(key, f"{count:,}")
             out.print(table)
         if keep_running:
-            out.print(f"servers left running: S3 {moto.url}  OpenSearch {osmem.url}  (Ctrl-C stops them)")
+            out.print(
+                f"servers left running: S3 {moto.url}  OpenSearch {osmem.url}  (Ctrl-C stops them)"
+            )
             try:
                 while True:
                     time.sleep(3600)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from enum import Enum
+from enum import Enum, StrEnum
 
 __all__ = [
     "AWSLOGS",
@@ -40,7 +40,7 @@ _LOG_FILE = re.compile(
 )
 
 
-class TrailKind(str, Enum):
+class TrailKind(StrEnum):
     """The folders CloudTrail writes under an account."""
 
     LOGS = "CloudTrail"

@@ -76,8 +76,8 @@ def _day_ok(f: Filters, day: date) -> bool:
     return (f.since is None or day >= f.since) and (f.until is None or day <= f.until)
 
 
-def _descend(where: _Where, segment: str, f: Filters) -> _Where | None | bool:
-    """The state below ``segment``; ``None`` if the filters prune it; ``False`` if not CloudTrail."""
+def _descend(where: _Where, segment: str, f: Filters) -> _Where | bool | None:
+    """The state below ``segment``: ``None`` if filtered out, ``False`` if not CloudTrail."""
     lv = where.level
     if lv is Level.ACCOUNT:
         if is_org(segment) and where.org is None:

@@ -70,7 +70,16 @@ class RunStats:
 class _ObjectTask:
     """One object's documents in flight; settles the object when the last one is settled."""
 
-    __slots__ = ("_complete", "_reject", "decoded", "existed", "indexed", "pending", "ref", "started")
+    __slots__ = (
+        "_complete",
+        "_reject",
+        "decoded",
+        "existed",
+        "indexed",
+        "pending",
+        "ref",
+        "started",
+    )
 
     def __init__(
         self,
@@ -151,8 +160,11 @@ class _Run:
     # -- fetching and decoding --------------------------------------------------------------
     async def _decode(self, ref: ObjectRef, data: bytes) -> Decoded:
         fn = partial(
-            decode_object, ref.key, data,
-            index_prefix=self.s.sink.index_prefix, exclude=self.s.filters.exclude,
+            decode_object,
+            ref.key,
+            data,
+            index_prefix=self.s.sink.index_prefix,
+            exclude=self.s.filters.exclude,
         )
         if self.executor is None:
             return await asyncio.to_thread(fn)
@@ -194,7 +206,9 @@ class _Run:
             self.stats.records_seen += decoded.records
             self.stats.skipped += decoded.skipped
             for bad in decoded.rejected:
-                self._deadletter(ref, "decode", bad.error_type, bad.reason, bad.record_index, record=bad.record)
+                self._deadletter(
+                    ref, "decode", bad.error_type, bad.reason, bad.record_index, record=bad.record
+                )
             task = _ObjectTask(ref, decoded, self._object_done, self._doc_rejected)
             if not decoded.documents:
                 self._object_done(task)
@@ -204,14 +218,31 @@ class _Run:
         await sink.drain()
 
     def _deadletter(
-        self, ref: ObjectRef, stage: str, error_type: str, reason: str, record_index: int | None,
-        *, index: str | None = None, doc_id: str | None = None, record: object = None,
+        self,
+        ref: ObjectRef,
+        stage: str,
+        error_type: str,
+        reason: str,
+        record_index: int | None,
+        *,
+        index: str | None = None,
+        doc_id: str | None = None,
+        record: object = None,
     ) -> None:
-        where = f"{self.source}/{ref.key}" + (f" record {record_index}" if record_index is not None else "")
+        where = f"{self.source}/{ref.key}" + (
+            f" record {record_index}" if record_index is not None else ""
+        )
         _log.error("dead_lettered", stage=stage, object=where, error=error_type, reason=reason)
         self.dl.add(
-            stage=stage, source=self.source, key=ref.key, error_type=error_type, reason=reason,
-            record_index=record_index, index=index, doc_id=doc_id, record=record,
+            stage=stage,
+            source=self.source,
+            key=ref.key,
+            error_type=error_type,
+            reason=reason,
+            record_index=record_index,
+            index=index,
+            doc_id=doc_id,
+            record=record,
         )
         if record_index is not None:
             self.stats.deadlettered += 1
@@ -219,8 +250,14 @@ class _Run:
     def _doc_rejected(self, ref: ObjectRef, doc: Document, outcome: Outcome) -> None:
         source_line = doc.ndjson.split(b"\n", 2)[1]
         self._deadletter(
-            ref, "index", outcome.error_type or "Rejected", outcome.reason or "",
-            doc.record_index, index=doc.index, doc_id=doc.doc_id, record=orjson.loads(source_line),
+            ref,
+            "index",
+            outcome.error_type or "Rejected",
+            outcome.reason or "",
+            doc.record_index,
+            index=doc.index_name,
+            doc_id=doc.doc_id,
+            record=orjson.loads(source_line),
         )
 
     def _object_failed(self, ref: ObjectRef, stage: str, error_type: str, reason: str) -> None:
@@ -234,16 +271,26 @@ class _Run:
         dead = len(d.rejected) + (len(d.documents) - task.indexed)
         self.dl.sync()
         self.ledger.record(
-            self.source, task.ref, Status.DONE,
-            ObjectCounts(records=d.records, indexed=task.indexed, deadlettered=dead, skipped=d.skipped),
+            self.source,
+            task.ref,
+            Status.DONE,
+            ObjectCounts(
+                records=d.records, indexed=task.indexed, deadlettered=dead, skipped=d.skipped
+            ),
         )
         self.stats.objects_done += 1
         self.stats.indexed += task.indexed
         self.stats.already_indexed += task.existed
         _log.info(
-            "object_done", key=task.ref.key, records=d.records, indexed=task.indexed,
-            already_indexed=task.existed, deadlettered=dead, skipped=d.skipped,
-            bytes=task.ref.size, ms=round((time.monotonic() - task.started) * 1000),
+            "object_done",
+            key=task.ref.key,
+            records=d.records,
+            indexed=task.indexed,
+            already_indexed=task.existed,
+            deadlettered=dead,
+            skipped=d.skipped,
+            bytes=task.ref.size,
+            ms=round((time.monotonic() - task.started) * 1000),
         )
 
 
@@ -292,7 +339,9 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-async def execute_backfill(settings: Settings, *, console: bool, ensure_template: bool = True) -> RunStats:
+async def execute_backfill(
+    settings: Settings, *, console: bool, ensure_template: bool = True
+) -> RunStats:
     """Open every edge for ``settings``, run the backfill, close everything. The CLI and the demo
     both come through here."""
     from ingest import cluster, source, telemetry
@@ -313,5 +362,7 @@ async def execute_backfill(settings: Settings, *, console: bool, ensure_template
         from ingest.sink import OpenSearchBulkClient
 
         async with telemetry.progress(stats, enabled=console):
-            await run_backfill(settings, store, OpenSearchBulkClient(os_client), ledger, deadletter, stats)
+            await run_backfill(
+                settings, store, OpenSearchBulkClient(os_client), ledger, deadletter, stats
+            )
     return stats

@@ -36,7 +36,8 @@ class MotoServer:
         argv = [exe] if exe else [sys.executable, "-m", "moto.server"]
         proc = subprocess.Popen(
             [*argv, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout

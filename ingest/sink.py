@@ -31,7 +31,15 @@ from ingest.decode import Document
 from ingest.errors import SinkError, SinkUnavailable
 from ingest.retry import call_with_retry
 
-__all__ = ["BulkClient", "BulkSink", "OpenSearchBulkClient", "Outcome", "Owner", "SinkStats", "TooLarge"]
+__all__ = [
+    "BulkClient",
+    "BulkSink",
+    "OpenSearchBulkClient",
+    "Outcome",
+    "Owner",
+    "SinkStats",
+    "TooLarge",
+]
 
 _log = structlog.get_logger("ingest.sink")
 _RETRY_ITEM = frozenset({429, 500, 502, 503, 504})
@@ -106,9 +114,15 @@ class BulkSink:
         size = len(doc.ndjson)
         if size > self._config.max_bulk_bytes:
             self.stats.rejected += 1
-            owner.settle(doc, Outcome(False, error_type="TooLarge", reason=(
-                f"document of {size} bytes exceeds the bulk cap of {self._config.max_bulk_bytes} bytes"
-            )))
+            owner.settle(
+                doc,
+                Outcome(
+                    False,
+                    error_type="TooLarge",
+                    reason=f"document of {size} bytes exceeds the bulk cap of "
+                    f"{self._config.max_bulk_bytes} bytes",
+                ),
+            )
             return
         if self._buffer and self._buffered + size > self._config.bulk_bytes:
             await self.flush()
@@ -148,10 +162,14 @@ class BulkSink:
                 return
             self.stats.item_retries += len(pending)
             delay = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
-            _log.debug("bulk_item_retry", items=len(pending), attempt=attempt, sleep_s=round(delay, 2))
+            _log.debug(
+                "bulk_item_retry", items=len(pending), attempt=attempt, sleep_s=round(delay, 2)
+            )
             await asyncio.sleep(delay)
         for item in pending:
-            self._reject(item, "RetriesExhausted", f"still failing after {policy.attempts} attempts")
+            self._reject(
+                item, "RetriesExhausted", f"still failing after {policy.attempts} attempts"
+            )
 
     async def _send_once(self, batch: Sequence[_Item]) -> list[_Item]:
         """Send ``batch`` as one body; settle what is final and return the items to retry."""
@@ -162,7 +180,9 @@ class BulkSink:
             answer = await call_with_retry(self._config.retry, lambda: self._client.bulk(body))
         except TooLarge:
             if len(batch) == 1:
-                self._reject(batch[0], "TooLarge", f"server answered 413 for a {len(body)}-byte body")
+                self._reject(
+                    batch[0], "TooLarge", f"server answered 413 for a {len(body)}-byte body"
+                )
                 return []
             self.stats.splits += 1
             half = len(batch) // 2
@@ -194,7 +214,10 @@ class BulkSink:
             else:
                 error = info.get("error") or {}
                 if isinstance(error, dict):
-                    etype, reason = str(error.get("type", f"http_{status}")), str(error.get("reason", ""))
+                    etype, reason = (
+                        str(error.get("type", f"http_{status}")),
+                        str(error.get("reason", "")),
+                    )
                     cause = error.get("caused_by")
                     if isinstance(cause, dict) and cause.get("reason"):
                         reason = f"{reason}: {cause.get('type')}: {cause['reason']}"

@@ -1,4 +1,4 @@
-"""The edge where objects come from: S3 through aiobotocore, or a local directory laid out like the bucket.
+"""Where objects come from: S3 through aiobotocore, or a local directory laid out like a bucket.
 
 Both stores have one tiny async interface (:class:`ObjectStore`): one page of a listing, one
 object's bytes, and ``aclose``. Errors of botocore, aiohttp and the OS are translated here into
@@ -20,9 +20,14 @@ from typing import Any, Protocol
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError, ReadTimeoutError
 
 from ingest.config import LocalLocation, S3Location, SourceConfig
 from ingest.errors import ConfigError, SourceError, SourceUnavailable
@@ -74,7 +79,11 @@ class ObjectStore(Protocol):
         ...
 
     async def list_page(
-        self, prefix: str, *, delimiter: str | None, token: str | None = None,
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None,
+        token: str | None = None,
         start_after: str | None = None,
     ) -> Page: ...
 
@@ -96,8 +105,12 @@ def _translate(exc: BaseException, what: str) -> Exception:
         return ConfigError(f"{what}: no AWS credentials found (env, --profile, or instance role)")
     if isinstance(
         exc,
-        BotoConnectionError | HTTPClientError | ReadTimeoutError | aiohttp.ClientError
-        | asyncio.TimeoutError | OSError,
+        BotoConnectionError
+        | HTTPClientError
+        | ReadTimeoutError
+        | aiohttp.ClientError
+        | asyncio.TimeoutError
+        | OSError,
     ):
         return SourceUnavailable(f"{what}: {type(exc).__name__}: {exc}")
     if isinstance(exc, BotoCoreError):
@@ -143,7 +156,11 @@ class S3Store:
         return f"s3://{self._bucket}"
 
     async def list_page(
-        self, prefix: str, *, delimiter: str | None, token: str | None = None,
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None,
+        token: str | None = None,
         start_after: str | None = None,
     ) -> Page:
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": 1000}
@@ -160,7 +177,9 @@ class S3Store:
         page = Page(
             prefixes=[p["Prefix"] for p in resp.get("CommonPrefixes", ())],
             objects=[
-                ObjectRef(o["Key"], o.get("ETag", "").strip('"'), o.get("Size", 0), o.get("LastModified"))
+                ObjectRef(
+                    o["Key"], o.get("ETag", "").strip('"'), o.get("Size", 0), o.get("LastModified")
+                )
                 for o in resp.get("Contents", ())
             ],
         )
@@ -233,7 +252,11 @@ class LocalStore:
         return ObjectRef(rel, f"{st.st_size:x}-{st.st_mtime_ns:x}", st.st_size, modified)
 
     async def list_page(
-        self, prefix: str, *, delimiter: str | None, token: str | None = None,
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None,
+        token: str | None = None,
         start_after: str | None = None,
     ) -> Page:
         try:

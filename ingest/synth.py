@@ -30,15 +30,25 @@ ORG = "o-exampleorg1"
 ACCOUNTS = ("111122223333", "444455556666", "777788889999")
 REGIONS = ("us-east-1", "eu-west-1", "us-west-2")
 
-UA_CONSOLE = ("console.amazonaws.com", "console.ec2.amazonaws.com", "AWS Internal",
-              "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-              "Version/17.3 Safari/605.1.15")
-UA_TERRAFORM = ("APN/1.0 HashiCorp/1.0 Terraform/1.7.4 (+https://www.terraform.io) "
-                "terraform-provider-aws/5.39.1 (+https://registry.terraform.io/providers/hashicorp/aws) "
-                "aws-sdk-go-v2/1.25.2 os/linux lang/go#1.21.7 md/GOOS#linux md/GOARCH#amd64")
-UA_CLI = ("aws-cli/2.15.25 Python/3.11.8 Linux/6.5.0-1014-aws exe/x86_64.ubuntu.22 prompt/off "
-          "command/{cmd}")
-UA_BOTO3 = "Boto3/1.34.54 md/Botocore#1.34.54 ua/2.0 os/linux#5.10.209 md/arch#x86_64 lang/python#3.12.2"
+UA_CONSOLE = (
+    "console.amazonaws.com",
+    "console.ec2.amazonaws.com",
+    "AWS Internal",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.3 Safari/605.1.15",
+)
+UA_TERRAFORM = (
+    "APN/1.0 HashiCorp/1.0 Terraform/1.7.4 (+https://www.terraform.io) "
+    "terraform-provider-aws/5.39.1 (+https://registry.terraform.io/providers/hashicorp/aws) "
+    "aws-sdk-go-v2/1.25.2 os/linux lang/go#1.21.7 md/GOOS#linux md/GOARCH#amd64"
+)
+UA_CLI = (
+    "aws-cli/2.15.25 Python/3.11.8 Linux/6.5.0-1014-aws exe/x86_64.ubuntu.22 prompt/off "
+    "command/{cmd}"
+)
+UA_BOTO3 = (
+    "Boto3/1.34.54 md/Botocore#1.34.54 ua/2.0 os/linux#5.10.209 md/arch#x86_64 lang/python#3.12.2"
+)
 UA_JAVA = "aws-sdk-java/2.25.6 Linux/5.10.209 OpenJDK_64-Bit_Server_VM/17.0.10+7-LTS Java/17.0.10"
 UA_CFN = "cloudformation.amazonaws.com"
 UA_PULUMI = "aws-sdk-go-v2/1.25.2 os/linux lang/go#1.21.7 md/GOOS#linux Pulumi/3.108.1"
@@ -60,8 +70,13 @@ class _Actor:
     console: bool
 
 
-_PEOPLE = ("jane.doe@example.com", "raj.patel@example.com", "li.wei@example.com",
-           "m.garcia@example.com", "sam.okafor@example.com")
+_PEOPLE = (
+    "jane.doe@example.com",
+    "raj.patel@example.com",
+    "li.wei@example.com",
+    "m.garcia@example.com",
+    "sam.okafor@example.com",
+)
 _ACTORS = (
     *(_Actor("sso-console", p, "", True) for p in _PEOPLE),
     *(_Actor("sso-cli", p, UA_CLI, False) for p in _PEOPLE[:3]),
@@ -89,9 +104,12 @@ def _key_id(rng: random.Random, prefix: str = "ASIA") -> str:
 def _identity(rng: random.Random, actor: _Actor, account: str) -> Record:
     if actor.kind in ("iam-cli",):
         return {
-            "type": "IAMUser", "principalId": "AIDA" + _key_id(rng, "")[:17],
-            "arn": f"arn:aws:iam::{account}:user/{actor.name}", "accountId": account,
-            "accessKeyId": _key_id(rng, "AKIA"), "userName": actor.name,
+            "type": "IAMUser",
+            "principalId": "AIDA" + _key_id(rng, "")[:17],
+            "arn": f"arn:aws:iam::{account}:user/{actor.name}",
+            "accountId": account,
+            "accessKeyId": _key_id(rng, "AKIA"),
+            "userName": actor.name,
         }
     if actor.kind == "service":
         return {"type": "AWSService", "invokedBy": actor.name}
@@ -100,17 +118,29 @@ def _identity(rng: random.Random, actor: _Actor, account: str) -> Record:
         role_arn = f"arn:aws:iam::{account}:role/aws-reserved/sso.amazonaws.com/{role}"
         session = actor.name
     else:
-        role = {"terraform": "gha-terraform", "pulumi": "pulumi-deploy", "cfn": "cfn-exec-role",
-                "lambda": "user-sync-lambda", "ecs": "payments-api-task"}[actor.kind]
+        role = {
+            "terraform": "gha-terraform",
+            "pulumi": "pulumi-deploy",
+            "cfn": "cfn-exec-role",
+            "lambda": "user-sync-lambda",
+            "ecs": "payments-api-task",
+        }[actor.kind]
         role_arn = f"arn:aws:iam::{account}:role/{role}"
         session = actor.name if actor.kind != "ecs" else _rid(rng, 32)
     ident: Record = {
-        "type": "AssumedRole", "principalId": f"AROAKC74NFETSIQZBZJRE:{session}",
-        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}", "accountId": account,
+        "type": "AssumedRole",
+        "principalId": f"AROAKC74NFETSIQZBZJRE:{session}",
+        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
+        "accountId": account,
         "accessKeyId": _key_id(rng),
         "sessionContext": {
-            "sessionIssuer": {"type": "Role", "principalId": "AROAKC74NFETSIQZBZJRE", "arn": role_arn,
-                              "accountId": account, "userName": role},
+            "sessionIssuer": {
+                "type": "Role",
+                "principalId": "AROAKC74NFETSIQZBZJRE",
+                "arn": role_arn,
+                "accountId": account,
+                "userName": role,
+            },
             "webIdFederationData": {},
             "attributes": {"creationDate": "2024-03-05T13:00:00Z", "mfaAuthenticated": "false"},
         },
@@ -120,58 +150,169 @@ def _identity(rng: random.Random, actor: _Actor, account: str) -> Record:
     return ident
 
 
-def _api(rng: random.Random, region: str, account: str) -> tuple[str, str, bool, Record | None, Record | None]:
+def _api(
+    rng: random.Random, region: str, account: str
+) -> tuple[str, str, bool, Record | None, Record | None]:
     """(eventSource, eventName, readOnly, requestParameters, responseElements)."""
     i = rng.randrange(24)
     inst = f"i-{_rid(rng)}"
-    bucket = rng.choice(("acme-shared-exports", "acme-release-artifacts", "acme-customer-data-prod"))
+    bucket = rng.choice(
+        ("acme-shared-exports", "acme-release-artifacts", "acme-customer-data-prod")
+    )
     fn = rng.choice(("nightly-report", "user-sync", "thumbnailer"))
     db = rng.choice(("orders-prod-db", "orders-staging-db", "analytics-db"))
     role = rng.choice(("DeployRole", "data-lake-reader", "ReadOnly"))
     sg = f"sg-{_rid(rng)}"
-    table = [
-        ("ec2.amazonaws.com", "DescribeInstances", True, {"instancesSet": {}, "filterSet": {}}, None),
-        ("ec2.amazonaws.com", "RunInstances", False,
-         {"instanceType": "t3.micro", "iamInstanceProfile": rng.choice(
-             [{"name": "app-profile"}, "app-profile"]), "disableApiTermination": rng.choice(
-             [True, {"value": True}])}, {"instancesSet": {"items": [{"instanceId": inst}]}}),
-        ("ec2.amazonaws.com", "TerminateInstances", False,
-         {"instancesSet": {"items": [{"instanceId": inst}]}}, None),
-        ("ec2.amazonaws.com", "AuthorizeSecurityGroupIngress", False,
-         {"groupId": sg, "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 443}]}}, None),
+    table: list[tuple[str, str, bool, Record | None, Record | None]] = [
+        (
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            True,
+            {"instancesSet": {}, "filterSet": {}},
+            None,
+        ),
+        (
+            "ec2.amazonaws.com",
+            "RunInstances",
+            False,
+            {
+                "instanceType": "t3.micro",
+                "iamInstanceProfile": rng.choice([{"name": "app-profile"}, "app-profile"]),
+                "disableApiTermination": rng.choice([True, {"value": True}]),
+            },
+            {"instancesSet": {"items": [{"instanceId": inst}]}},
+        ),
+        (
+            "ec2.amazonaws.com",
+            "TerminateInstances",
+            False,
+            {"instancesSet": {"items": [{"instanceId": inst}]}},
+            None,
+        ),
+        (
+            "ec2.amazonaws.com",
+            "AuthorizeSecurityGroupIngress",
+            False,
+            {"groupId": sg, "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 443}]}},
+            None,
+        ),
         ("ec2.amazonaws.com", "DescribeSecurityGroups", True, {"securityGroupIdSet": {}}, None),
         ("ec2.amazonaws.com", "CreateSnapshot", False, {"volumeId": f"vol-{_rid(rng)}"}, None),
         ("s3.amazonaws.com", "ListBuckets", True, {"Host": "s3.amazonaws.com"}, None),
-        ("s3.amazonaws.com", "GetObject", True, {"bucketName": bucket, "key": f"exports/{_rid(rng, 8)}.parquet"}, None),
-        ("s3.amazonaws.com", "PutObject", False, {"bucketName": bucket, "key": f"in/{_rid(rng, 8)}.json"}, None),
-        ("s3.amazonaws.com", "PutBucketPolicy", False,
-         {"bucketName": bucket, "bucketPolicy": {"Version": "2012-10-17", "Statement": [
-             {"Effect": "Allow", "Principal": rng.choice(["*", {"AWS": [f"arn:aws:iam::{account}:root"]}]),
-              "Action": rng.choice(["s3:GetObject", ["s3:GetObject", "s3:ListBucket"]]),
-              "Resource": f"arn:aws:s3:::{bucket}/*"}]}}, None),
-        ("s3.amazonaws.com", "PutBucketTagging", False, {"bucketName": bucket, "Tagging": {"TagSet": {
-            "Tag": [{"Key": "owner", "Value": "platform"}]}}}, None),
+        (
+            "s3.amazonaws.com",
+            "GetObject",
+            True,
+            {"bucketName": bucket, "key": f"exports/{_rid(rng, 8)}.parquet"},
+            None,
+        ),
+        (
+            "s3.amazonaws.com",
+            "PutObject",
+            False,
+            {"bucketName": bucket, "key": f"in/{_rid(rng, 8)}.json"},
+            None,
+        ),
+        (
+            "s3.amazonaws.com",
+            "PutBucketPolicy",
+            False,
+            {
+                "bucketName": bucket,
+                "bucketPolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": rng.choice(
+                                ["*", {"AWS": [f"arn:aws:iam::{account}:root"]}]
+                            ),
+                            "Action": rng.choice(
+                                ["s3:GetObject", ["s3:GetObject", "s3:ListBucket"]]
+                            ),
+                            "Resource": f"arn:aws:s3:::{bucket}/*",
+                        }
+                    ],
+                },
+            },
+            None,
+        ),
+        (
+            "s3.amazonaws.com",
+            "PutBucketTagging",
+            False,
+            {
+                "bucketName": bucket,
+                "Tagging": {"TagSet": {"Tag": [{"Key": "owner", "Value": "platform"}]}},
+            },
+            None,
+        ),
         ("iam.amazonaws.com", "GetRole", True, {"roleName": role}, None),
         ("iam.amazonaws.com", "ListRoles", True, None, None),
-        ("iam.amazonaws.com", "CreateRole", False, {"roleName": f"{role}-{_rid(rng, 4)}",
-                                                   "assumeRolePolicyDocument": "{\"Version\":\"2012-10-17\"}"}, None),
-        ("iam.amazonaws.com", "PutRolePolicy", False, {"roleName": role, "policyName": "inline",
-                                                      "policyDocument": "{\"Statement\":[]}"}, None),
-        ("lambda.amazonaws.com", "UpdateFunctionConfiguration20150331v2", False,
-         {"functionName": fn, "memorySize": rng.choice([256, 512, 1024])}, None),
+        (
+            "iam.amazonaws.com",
+            "CreateRole",
+            False,
+            {
+                "roleName": f"{role}-{_rid(rng, 4)}",
+                "assumeRolePolicyDocument": '{"Version":"2012-10-17"}',
+            },
+            None,
+        ),
+        (
+            "iam.amazonaws.com",
+            "PutRolePolicy",
+            False,
+            {"roleName": role, "policyName": "inline", "policyDocument": '{"Statement":[]}'},
+            None,
+        ),
+        (
+            "lambda.amazonaws.com",
+            "UpdateFunctionConfiguration20150331v2",
+            False,
+            {"functionName": fn, "memorySize": rng.choice([256, 512, 1024])},
+            None,
+        ),
         ("lambda.amazonaws.com", "GetFunction20150331v2", True, {"functionName": fn}, None),
-        ("rds.amazonaws.com", "ModifyDBInstance", False, {"dBInstanceIdentifier": db, "applyImmediately": True},
-         {"endpoint": rng.choice([{"address": f"{db}.example.internal", "port": 5432}, f"{db}.example.internal"])}),
+        (
+            "rds.amazonaws.com",
+            "ModifyDBInstance",
+            False,
+            {"dBInstanceIdentifier": db, "applyImmediately": True},
+            {
+                "endpoint": rng.choice(
+                    [{"address": f"{db}.example.internal", "port": 5432}, f"{db}.example.internal"]
+                )
+            },
+        ),
         ("rds.amazonaws.com", "DescribeDBInstances", True, {"dBInstanceIdentifier": db}, None),
-        ("sts.amazonaws.com", "AssumeRole", True,
-         {"roleArn": f"arn:aws:iam::{account}:role/{role}", "roleSessionName": "session"},
-         {"credentials": {"accessKeyId": _key_id(rng), "expiration": "Mar 5, 2024, 3:03:10 PM"}}),
+        (
+            "sts.amazonaws.com",
+            "AssumeRole",
+            True,
+            {"roleArn": f"arn:aws:iam::{account}:role/{role}", "roleSessionName": "session"},
+            {"credentials": {"accessKeyId": _key_id(rng), "expiration": "Mar 5, 2024, 3:03:10 PM"}},
+        ),
         ("sts.amazonaws.com", "GetCallerIdentity", True, None, None),
         ("kms.amazonaws.com", "Decrypt", True, {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}, None),
-        ("logs.amazonaws.com", "StartQuery", True,
-         {"logGroupName": "/ecs/payments-api", "startTime": rng.choice([1709646000, "2024-03-05T13:40:00Z"]),
-          "filter": rng.choice([{"Dimensions": {"Key": "SERVICE"}}, "status = 500"])}, None),
-        ("cloudformation.amazonaws.com", "DescribeStacks", True, {"stackName": "LegacyWorkersStack"}, None),
+        (
+            "logs.amazonaws.com",
+            "StartQuery",
+            True,
+            {
+                "logGroupName": "/ecs/payments-api",
+                "startTime": rng.choice([1709646000, "2024-03-05T13:40:00Z"]),
+                "filter": rng.choice([{"Dimensions": {"Key": "SERVICE"}}, "status = 500"]),
+            },
+            None,
+        ),
+        (
+            "cloudformation.amazonaws.com",
+            "DescribeStacks",
+            True,
+            {"stackName": "LegacyWorkersStack"},
+            None,
+        ),
     ]
     return table[i]
 
@@ -180,18 +321,32 @@ def _record(rng: random.Random, when: datetime, account: str, region: str) -> Re
     actor = rng.choices(_ACTORS, weights=_WEIGHTS)[0]
     source, name, read_only, req, resp = _api(rng, region, account)
     if actor.kind == "sso-console" and rng.random() < 0.06:
-        source, name, read_only, req, resp = "signin.amazonaws.com", "ConsoleLogin", False, None, {
-            "ConsoleLogin": "Success"}
-    ua = actor.ua.format(cmd=f"{source.split('.')[0]}.{name.lower()}") if actor.ua else rng.choice(UA_CONSOLE)
+        source, name, read_only, req, resp = (
+            "signin.amazonaws.com",
+            "ConsoleLogin",
+            False,
+            None,
+            {"ConsoleLogin": "Success"},
+        )
+    ua = (
+        actor.ua.format(cmd=f"{source.split('.')[0]}.{name.lower()}")
+        if actor.ua
+        else rng.choice(UA_CONSOLE)
+    )
     rec: Record = {
         "eventVersion": rng.choice(("1.08", "1.09", "1.10")),
         "userIdentity": _identity(rng, actor, account),
         "eventTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "eventSource": source,
         "eventName": name,
-        "awsRegion": "us-east-1" if source in ("iam.amazonaws.com", "signin.amazonaws.com") else region,
-        "sourceIPAddress": (actor.name if actor.kind == "service" else
-                            rng.choice(("198.51.100.42", "203.0.113.7", "192.0.2.15", "2001:db8::17"))),
+        "awsRegion": "us-east-1"
+        if source in ("iam.amazonaws.com", "signin.amazonaws.com")
+        else region,
+        "sourceIPAddress": (
+            actor.name
+            if actor.kind == "service"
+            else rng.choice(("198.51.100.42", "203.0.113.7", "192.0.2.15", "2001:db8::17"))
+        ),
         "userAgent": ua,
         "requestParameters": req,
         "responseElements": resp,
@@ -206,12 +361,18 @@ def _record(rng: random.Random, when: datetime, account: str, region: str) -> Re
     if actor.console and name != "ConsoleLogin":
         rec["sessionCredentialFromConsole"] = "true"
     else:
-        rec["tlsDetails"] = {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
-                             "clientProvidedHostHeader": f"{source.split('.')[0]}.{region}.amazonaws.com"}
+        rec["tlsDetails"] = {
+            "tlsVersion": "TLSv1.3",
+            "cipherSuite": "TLS_AES_128_GCM_SHA256",
+            "clientProvidedHostHeader": f"{source.split('.')[0]}.{region}.amazonaws.com",
+        }
     if rng.random() < 0.03 and name != "ConsoleLogin":
         code = "Client.UnauthorizedOperation" if source.startswith("ec2") else "AccessDenied"
         rec["errorCode"] = code
-        rec["errorMessage"] = f"User: {rec['userIdentity'].get('arn', 'unknown')} is not authorized to perform: {name}"
+        rec["errorMessage"] = (
+            f"User: {rec['userIdentity'].get('arn', 'unknown')} "
+            f"is not authorized to perform: {name}"
+        )
         rec["responseElements"] = None
     return rec
 
@@ -246,14 +407,18 @@ def generate(
             quota -= count
             t0 = base + timedelta(minutes=5 * (window % 288))
             window += 1
-            recs = [make_record(rng, t0 + timedelta(seconds=rng.randrange(300)), account, region)
-                    for _ in range(count)]
+            recs = [
+                make_record(rng, t0 + timedelta(seconds=rng.randrange(300)), account, region)
+                for _ in range(count)
+            ]
             rng.shuffle(recs)
             stamp = (t0 + timedelta(minutes=5)).strftime("%Y%m%dT%H%MZ")
             org = f"{ORG}/" if account == accounts[-1] and len(accounts) > 1 else ""
             unique = "".join(rng.choices(string.ascii_letters + string.digits, k=16))
-            key = (f"AWSLogs/{org}{account}/CloudTrail/{region}/{t0:%Y/%m/%d}/"
-                   f"{account}_CloudTrail_{region}_{stamp}_{unique}.json.gz")
+            key = (
+                f"AWSLogs/{org}{account}/CloudTrail/{region}/{t0:%Y/%m/%d}/"
+                f"{account}_CloudTrail_{region}_{stamp}_{unique}.json.gz"
+            )
             body = gzip.compress(orjson.dumps({"Records": recs}), compresslevel=6, mtime=0)
             yield SynthFile(key, body, count, tuple(r["eventID"] for r in recs))
 

@@ -62,7 +62,7 @@ def configure_logging(log_format: str, *, verbose: bool = False) -> bool:
     return console
 
 
-def _fields(stats: RunStats) -> dict[str, str]:
+def _fields(stats: RunStats) -> dict[str, Any]:
     rate = stats.records_seen / stats.elapsed if stats.elapsed > 0 else 0.0
     return {
         "events": f"{stats.indexed:,} events",
@@ -72,7 +72,9 @@ def _fields(stats: RunStats) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def progress(stats: RunStats, *, enabled: bool, label: str = "backfill") -> AsyncIterator[None]:
+async def progress(
+    stats: RunStats, *, enabled: bool, label: str = "backfill"
+) -> AsyncIterator[None]:
     """A live progress bar (objects, events, MB, events/s, ETA) while the body runs."""
     if not enabled:
         yield
@@ -95,7 +97,9 @@ async def progress(stats: RunStats, *, enabled: bool, label: str = "backfill") -
         total = max(stats.listing.objects - stats.objects_already_done, 1)
         done = stats.objects_done + stats.objects_failed
         listing = "" if stats.listing.done else " (listing…)"
-        bar.update(task, total=total, completed=done, description=f"{label}{listing}", **_fields(stats))
+        bar.update(
+            task, total=total, completed=done, description=f"{label}{listing}", **_fields(stats)
+        )
 
     with bar:
         task = bar.add_task(label, total=1, **_fields(stats))

@@ -1,0 +1,111 @@
+"""Shared fixtures: real servers on loopback (moto's S3 server, osmem-server), never mocks.
+
+Select the OpenSearch backend with ``--opensearch-backend=testcontainers`` or
+``CT_INGEST_TEST_OPENSEARCH=testcontainers`` (needs Docker); the default is osmem-server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.servers import MotoServer
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--opensearch-backend",
+        default=os.environ.get("CT_INGEST_TEST_OPENSEARCH", "osmem"),
+        choices=("osmem", "testcontainers"),
+        help="OpenSearch for integration tests: osmem-server (default) or a testcontainer.",
+    )
+
+
+class _Backend:
+    """One OpenSearch for the session; ``fresh()`` hands each test an empty cluster URL."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._clones: list[Any] = []
+        if kind == "osmem":
+            from osmem_server import OsmemServer
+
+            self._server: Any = OsmemServer.start(japanese=False, addr="127.0.0.1:0")
+            self.url = self._server.url
+        else:
+            from testcontainers.opensearch import OpenSearchContainer
+
+            self._server = OpenSearchContainer().start()
+            cfg = self._server.get_config()
+            self.url = f"http://{cfg['host']}:{cfg['port']}"
+
+    def fresh(self) -> str:
+        if self.kind == "osmem":
+            clone = self._server.clone()
+            self._clones.append(clone)
+            return str(clone.url)
+        from opensearchpy import OpenSearch
+
+        client = OpenSearch(hosts=[self.url])
+        client.indices.delete(index="*", params={"expand_wildcards": "all"}, ignore=[404])
+        client.indices.delete_index_template(name="*", ignore=[404])
+        client.close()
+        return self.url
+
+    def release(self) -> None:
+        while self._clones:
+            self._clones.pop().close()
+
+    def stop(self) -> None:
+        self.release()
+        if self.kind == "osmem":
+            self._server.close()
+        else:
+            self._server.stop()
+
+
+@pytest.fixture(scope="session")
+def opensearch_backend(request: pytest.FixtureRequest) -> Iterator[_Backend]:
+    backend = _Backend(request.config.getoption("--opensearch-backend"))
+    yield backend
+    backend.stop()
+
+
+@pytest.fixture
+def opensearch_url(opensearch_backend: _Backend) -> Iterator[str]:
+    """An empty OpenSearch for this test."""
+    yield opensearch_backend.fresh()
+    opensearch_backend.release()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty S3 (moto reset), with fake credentials and the endpoint override in the env."""
+    moto_server.reset()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.url)
+    return moto_server.url
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not beside the project ({CORPUS})")
+    return CORPUS

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.checkpoint import Ledger, ObjectCounts, Status
+from ingest.source import ObjectRef
+
+SRC = "s3://bucket"
+
+
+class TestLedger:
+    def test_done_objects_are_settled_across_reopen(self, tmp_path: Path) -> None:
+        """An object recorded as done is settled for the same ETag, also after reopening."""
+        ref = ObjectRef("a.json.gz", "etag1", 10)
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            assert set() == ledger.settled(SRC, [ref])
+            ledger.record(SRC, ref, Status.DONE, ObjectCounts(records=3, indexed=3))
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            assert {"a.json.gz"} == ledger.settled(SRC, [ref, ObjectRef("b", "e", 1)])
+            assert ledger.totals() == {
+                "objects": 1,
+                "done": 1,
+                "failed": 0,
+                "records": 3,
+                "indexed": 3,
+                "deadlettered": 0,
+                "skipped": 0,
+            }
+
+    def test_changed_etag_is_redone(self, tmp_path: Path) -> None:
+        """An object whose ETag changed is not settled."""
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            ledger.record(SRC, ObjectRef("a", "old", 1), Status.DONE, ObjectCounts())
+            assert set() == ledger.settled(SRC, [ObjectRef("a", "new", 1)])
+
+    def test_sources_are_separate(self, tmp_path: Path) -> None:
+        """The same key in another source is not settled."""
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            ledger.record(SRC, ObjectRef("a", "e", 1), Status.DONE, ObjectCounts())
+            assert set() == ledger.settled("/data/logs", [ObjectRef("a", "e", 1)])
+
+    def test_failed_objects_are_settled_unless_retried(self, tmp_path: Path) -> None:
+        """Failed objects stay settled by default and come back with retry_failed."""
+        ref = ObjectRef("bad", "e", 1)
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            ledger.record(SRC, ref, Status.FAILED, ObjectCounts())
+            assert {"bad"} == ledger.settled(SRC, [ref])
+            assert set() == ledger.settled(SRC, [ref], retry_failed=True)
+
+    def test_many_keys_in_one_query_batch(self, tmp_path: Path) -> None:
+        """Lookups of more keys than one SQL statement takes still answer for all of them."""
+        refs = [ObjectRef(f"k{i}", "e", 1) for i in range(1200)]
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            ledger.record_many(SRC, [(r, Status.DONE, ObjectCounts()) for r in refs[::2]])
+            assert {r.key for r in refs[::2]} == ledger.settled(SRC, refs)
