@@ -81,14 +81,14 @@ async def progress(
         return
     bar = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=16),
         TextColumn("{task.completed:,.0f}/{task.total:,.0f} objects"),
         TextColumn("{task.fields[events]}"),
         TextColumn("{task.fields[mb]}"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TimeRemainingColumn(compact=True),
         console=Console(stderr=True),
         transient=False,
     )
