@@ -16,6 +16,7 @@ import typer
 from ingest import __version__
 from ingest.config import (
     Filters,
+    IndexConfig,
     MiB,
     Settings,
     SinkConfig,
@@ -136,6 +137,7 @@ def build_settings(
     ca_certs: Path | None,
     log_format: str,
     retry_deadline: float = 300.0,
+    backfill_mode: bool = True,
 ) -> Settings:
     """Settings for a backfill from already-parsed option values (the environment is read here)."""
     environment = from_environment(os.environ)
@@ -176,6 +178,7 @@ def build_settings(
         deadletter_path=deadletter or state_path.parent / "deadletter.jsonl",
         workers=(os.cpu_count() or 1) if workers is None else workers,
         log_format=log_format,
+        backfill_mode=backfill_mode,
     )
 
 
@@ -190,7 +193,7 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
     stats: RunStats | None = None
     try:
         stats = asyncio.run(execute_backfill(settings, console=console))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         typer.echo("ct-ingest: interrupted; run the same command again to resume", err=True)
         return EXIT_ABORTED
     except BaseException as exc:
@@ -220,6 +223,7 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
         objects_failed=stats.objects_failed,
         objects_already_done=stats.objects_already_done,
         already_indexed=stats.already_indexed,
+        enrich_failed=stats.enrich_failed,
         bytes_fetched=stats.bytes_fetched,
         keys_skipped=stats.listing.skipped_keys,
         prefixes_skipped=stats.listing.skipped_prefixes,
@@ -318,6 +322,14 @@ def backfill(
     ] = 4,
     timeout: TimeoutOpt = 50.0,
     retry_deadline: RetryDeadlineOpt = 300.0,
+    backfill_mode: Annotated[
+        bool,
+        typer.Option(
+            "--backfill-mode/--no-backfill-mode",
+            envvar=_env("BACKFILL_MODE"),
+            help="Turn refresh off and replicas to 0 on the indices written, restored at the end.",
+        ),
+    ] = True,
     insecure: InsecureOpt = False,
     ca_certs: CaCertsOpt = None,
     log_format: LogFormatOpt = "auto",
@@ -352,6 +364,7 @@ def backfill(
             ca_certs=ca_certs,
             log_format=log_format,
             retry_deadline=retry_deadline,
+            backfill_mode=backfill_mode,
         )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
@@ -364,13 +377,35 @@ def setup(
     opensearch: OpenSearchOpt,
     index_prefix: IndexPrefixOpt = "cloudtrail-",
     alias: AliasOpt = "cloudtrail",
+    shards: Annotated[
+        int, typer.Option("--shards", envvar=_env("SHARDS"), help="Primary shards per index.")
+    ] = 1,
+    replicas: Annotated[
+        int, typer.Option("--replicas", envvar=_env("REPLICAS"), help="Replicas per index.")
+    ] = 1,
+    refresh_interval: Annotated[
+        str,
+        typer.Option("--refresh-interval", envvar=_env("REFRESH_INTERVAL"), help="e.g. 5s, 30s."),
+    ] = "5s",
+    codec: Annotated[
+        str,
+        typer.Option("--codec", envvar=_env("CODEC"), help="default or best_compression."),
+    ] = "default",
+    retention_days: Annotated[
+        int,
+        typer.Option(
+            "--retention-days",
+            envvar=_env("RETENTION_DAYS"),
+            help="ISM policy: delete indices this many days after creation (0 = keep forever).",
+        ),
+    ] = 365,
     timeout: TimeoutOpt = 50.0,
     retry_deadline: RetryDeadlineOpt = 300.0,
     insecure: InsecureOpt = False,
     ca_certs: CaCertsOpt = None,
     log_format: LogFormatOpt = "auto",
 ) -> None:
-    """Install (or update) the index template from mappings/."""
+    """Install (or update) the index templates from mappings/ and the retention policy."""
     from ingest import cluster
     from ingest.retry import call_with_retry
     from ingest.telemetry import configure_logging
@@ -386,22 +421,31 @@ def setup(
             ca_certs=str(ca_certs) if ca_certs else None,
             retry=RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4)),
         )
+        index = IndexConfig(
+            shards=shards,
+            replicas=replicas,
+            refresh_interval=refresh_interval,
+            codec=codec,
+            retention_days=retention_days,
+        )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
 
-    async def _go() -> str:
+    async def _go() -> tuple[str, str]:
         client = cluster.open_client(sink)
         try:
             await call_with_retry(sink.retry, lambda: cluster.ping(client))
-            return await cluster.install_template(client, sink)
+            name = await cluster.install_template(client, sink, index)
+            return name, await cluster.install_ism_policy(client, sink, index)
         finally:
             await client.close()
 
     try:
-        name = asyncio.run(_go())
+        name, retention = asyncio.run(_go())
     except IngestError as exc:
         raise _fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
     typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
+    typer.echo(f"ct-ingest: {retention}")
 
 
 @app.command()

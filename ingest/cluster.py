@@ -1,10 +1,11 @@
-"""The edge to the OpenSearch cluster for everything but bulk writes: client, templates, checks."""
+"""The edge to the OpenSearch cluster for everything but bulk writes: client, templates, ISM,
+and the backfill-mode index settings."""
 
 from __future__ import annotations
 
 import copy
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import structlog
@@ -12,20 +13,25 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
-from ingest.config import SinkConfig
+from ingest.config import IndexConfig, SinkConfig
 from ingest.errors import SinkError, SinkUnavailable
 
 __all__ = [
+    "BackfillMode",
+    "component_names",
     "ensure_template",
+    "install_ism_policy",
     "install_template",
     "open_client",
     "ping",
+    "render_components",
+    "render_ism_policy",
     "render_template",
     "template_name",
 ]
 
 _log = structlog.get_logger("ingest.cluster")
-TEMPLATE_FILE = "cloudtrail-template.json"
+_COMPONENTS = ("settings", "cloudtrail", "enrichment")
 
 
 def open_client(config: SinkConfig) -> AsyncOpenSearch:
@@ -42,16 +48,53 @@ def open_client(config: SinkConfig) -> AsyncOpenSearch:
     )
 
 
+def _load(name: str) -> dict[str, Any]:
+    raw = resources.files("ingest.mappings").joinpath(name).read_bytes()
+    body: dict[str, Any] = orjson.loads(raw)
+    return copy.deepcopy(body)
+
+
 def template_name(config: SinkConfig) -> str:
     return f"ct-ingest-{config.alias}"
 
 
+def component_names(config: SinkConfig) -> dict[str, str]:
+    return {part: f"ct-ingest-{config.alias}-{part}" for part in _COMPONENTS}
+
+
+def render_components(config: SinkConfig, index: IndexConfig) -> dict[str, dict[str, Any]]:
+    """The component templates from ``mappings/``, by their names on the cluster."""
+    out = {}
+    for part, name in component_names(config).items():
+        body = _load(f"component-{part}.json")
+        if part == "settings":
+            settings = body["template"]["settings"]["index"]
+            settings.update(
+                number_of_shards=index.shards,
+                number_of_replicas=index.replicas,
+                refresh_interval=index.refresh_interval,
+            )
+            if index.codec != "default":
+                settings["codec"] = index.codec
+        out[name] = body
+    return out
+
+
 def render_template(config: SinkConfig) -> dict[str, Any]:
-    """The index template from ``mappings/``, bound to the configured prefix and alias."""
-    raw = resources.files("ingest.mappings").joinpath(TEMPLATE_FILE).read_bytes()
-    body: dict[str, Any] = copy.deepcopy(orjson.loads(raw))
+    """The composable index template, bound to the configured prefix, alias and components."""
+    body = _load("index-template.json")
+    names = component_names(config)
     body["index_patterns"] = [f"{config.index_prefix}*"]
+    body["composed_of"] = [names[part] for part in body["composed_of"]]
     body["template"].setdefault("aliases", {})[config.alias] = {}
+    return body
+
+
+def render_ism_policy(config: SinkConfig, index: IndexConfig) -> dict[str, Any]:
+    text = resources.files("ingest.mappings").joinpath("ism-policy.json").read_text()
+    text = text.replace("{retention}", f"{index.retention_days}d")
+    text = text.replace("{pattern}", f"{config.index_prefix}*")
+    body: dict[str, Any] = orjson.loads(text)
     return body
 
 
@@ -75,8 +118,16 @@ async def ping(client: AsyncOpenSearch) -> str:
     return str(info.get("version", {}).get("number", "?"))
 
 
-async def install_template(client: AsyncOpenSearch, config: SinkConfig) -> str:
-    """Create or replace the index template; returns its name."""
+async def install_template(
+    client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig | None = None
+) -> str:
+    """Create or replace the component templates and the index template; returns its name."""
+    index = index or IndexConfig()
+    for name, body in render_components(config, index).items():
+        try:
+            await client.cluster.put_component_template(name=name, body=body)
+        except Exception as exc:
+            raise _translate(exc, f"PUT _component_template/{name}") from exc
     name = template_name(config)
     try:
         await client.indices.put_index_template(name=name, body=render_template(config))
@@ -88,8 +139,42 @@ async def install_template(client: AsyncOpenSearch, config: SinkConfig) -> str:
     return name
 
 
+async def install_ism_policy(
+    client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig
+) -> str:
+    """Install the retention policy; returns a one-line account of what happened."""
+    if index.retention_days == 0:
+        return "retention: none (indices are kept until you delete them)"
+    name = f"ct-ingest-{config.alias}-retention"
+    path = f"/_plugins/_ism/policies/{name}"
+    body = render_ism_policy(config, index)
+    try:
+        try:
+            current = await client.transport.perform_request("GET", path)
+        except TransportError as exc:
+            if exc.status_code != 404:
+                raise
+            current = None
+        params = {}
+        if isinstance(current, dict) and "_seq_no" in current:
+            params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+        await client.transport.perform_request("PUT", path, body=body, params=params)
+    except TransportError as exc:
+        if exc.status_code in (400, 404, 405):
+            return (
+                f"retention: this cluster has no ISM plugin (HTTP {exc.status_code}); "
+                "no retention policy installed"
+            )
+        raise _translate(exc, f"PUT {path}") from exc
+    except OSConnectionError as exc:
+        raise _translate(exc, f"PUT {path}") from exc
+    return (
+        f"retention: ISM policy {name} deletes indices {index.retention_days} days after creation"
+    )
+
+
 async def ensure_template(client: AsyncOpenSearch, config: SinkConfig) -> bool:
-    """Install the template unless one of that name exists; True when it was installed now."""
+    """Install the templates unless the index template exists; True when installed now."""
     name = template_name(config)
     try:
         exists = await client.indices.exists_index_template(name=name)
@@ -99,3 +184,58 @@ async def ensure_template(client: AsyncOpenSearch, config: SinkConfig) -> bool:
         return False
     await install_template(client, config)
     return True
+
+
+class BackfillMode:
+    """Refresh off and no replicas on the indices a backfill writes, restored when it ends.
+
+    :meth:`prepare` is called before the first document for an index is sent; :meth:`restore`
+    puts back the values the index template gives (refresh interval and replicas), also after
+    an interruption or a failure.
+    """
+
+    FAST: ClassVar[dict[str, Any]] = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+
+    def __init__(self, client: AsyncOpenSearch) -> None:
+        self._client = client
+        self.touched: list[str] = []
+        self._seen: set[str] = set()
+
+    async def prepare(self, index: str) -> None:
+        if index in self._seen:
+            return
+        self._seen.add(index)
+        try:
+            if await self._client.indices.exists(index=index):
+                await self._client.indices.put_settings(index=index, body=self.FAST)
+            else:
+                await self._client.indices.create(index=index, body={"settings": self.FAST})
+        except TransportError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise _translate(exc, f"backfill settings for {index}") from exc
+            await self._client.indices.put_settings(index=index, body=self.FAST)
+        except Exception as exc:
+            raise _translate(exc, f"backfill settings for {index}") from exc
+        self.touched.append(index)
+        _log.debug("backfill_mode_on", index=index)
+
+    async def _template_values(self, index: str) -> dict[str, Any]:
+        resolved = await self._client.transport.perform_request(
+            "POST", f"/_index_template/_simulate_index/{index}"
+        )
+        settings = resolved.get("template", {}).get("settings", {}).get("index", {})
+        return {
+            "refresh_interval": settings.get("refresh_interval", "1s"),
+            "number_of_replicas": int(settings.get("number_of_replicas", 1)),
+        }
+
+    async def restore(self) -> list[str]:
+        """Put the template's values back on every index touched; returns them."""
+        for index in self.touched:
+            try:
+                values = await self._template_values(index)
+                await self._client.indices.put_settings(index=index, body={"index": values})
+            except Exception as exc:
+                raise _translate(exc, f"restoring settings of {index}") from exc
+            _log.info("backfill_mode_off", index=index, **values)
+        return list(self.touched)

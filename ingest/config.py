@@ -22,6 +22,7 @@ from ingest.retry import RetryPolicy
 __all__ = [
     "Environment",
     "Filters",
+    "IndexConfig",
     "LocalLocation",
     "MiB",
     "S3Location",
@@ -156,6 +157,29 @@ class SinkConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IndexConfig:
+    """Settings of the indices the template creates, and their lifecycle."""
+
+    shards: int = 1
+    replicas: int = 1
+    refresh_interval: str = "5s"
+    codec: str = "default"  # or best_compression
+    retention_days: int = 365  # 0 keeps indices forever (no ISM policy)
+
+    def __post_init__(self) -> None:
+        if self.shards < 1 or self.replicas < 0:
+            raise ConfigError("--shards must be at least 1 and --replicas at least 0")
+        if self.codec not in ("default", "best_compression"):
+            raise ConfigError(f"--codec {self.codec!r}: expected default or best_compression")
+        if self.retention_days < 0:
+            raise ConfigError("--retention-days must be 0 (keep forever) or more")
+        if not re.fullmatch(r"\d+(ms|s|m|h)|-1", self.refresh_interval):
+            raise ConfigError(
+                f"--refresh-interval {self.refresh_interval!r}: expected e.g. 5s or 1m"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """One backfill run."""
 
@@ -166,6 +190,8 @@ class Settings:
     deadletter_path: Path
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     log_format: str = "auto"
+    index: IndexConfig = field(default_factory=IndexConfig)
+    backfill_mode: bool = True  # refresh off and no replicas while loading, restored after
 
     def __post_init__(self) -> None:
         if self.workers < 0:

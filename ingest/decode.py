@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from ingest.enrich import enrich
+
 __all__ = [
     "Decoded",
     "Document",
@@ -62,6 +64,7 @@ class Decoded:
     rejected: list[Rejected] = field(default_factory=list)
     records: int = 0
     skipped: int = 0
+    enrich_failed: int = 0  # documents indexed with ct.enrich_errors
     json_bytes: int = 0
     failed: bool = False
 
@@ -97,12 +100,64 @@ def _event_time(record: dict[str, Any]) -> tuple[str, datetime]:
     return value, when
 
 
-def shape_record(record: dict[str, Any], index_prefix: str) -> tuple[str, dict[str, Any]]:
-    """The index name and the document for one record (raises ``_BadRecord`` on bad input)."""
+# Fields inside the variable-shape payloads that the template maps explicitly (for CloudTracker
+# and the principal report), with the shape the mapping expects. A record with another shape
+# there would be rejected as a whole, so the value is coerced (an object or array becomes its JSON
+# text, a scalar where an object is mapped becomes {"value": ...}) and the path is listed in
+# ct.coerced. The record's other fields are untouched.
+GUARDED: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("requestParameters", "roleArn"), "scalar"),
+    (("requestParameters", "roleSessionName"), "scalar"),
+    (("requestParameters", "bucketName"), "scalar"),
+    (("responseElements", "credentials"), "object"),
+    (("responseElements", "credentials", "accessKeyId"), "scalar"),
+)
+
+
+def _fix(value: Any, want: str) -> tuple[bool, Any]:
+    if want == "scalar" and isinstance(value, dict | list):
+        return True, orjson.dumps(value).decode()
+    if want == "object" and value is not None and not isinstance(value, dict):
+        return True, {"value": value}
+    return False, value
+
+
+def guard_shapes(doc: dict[str, Any]) -> list[str]:
+    """Coerce the explicitly mapped payload fields of ``doc`` to their mapped shape, copying the
+    nested objects it changes; returns the coerced paths."""
+    coerced = []
+    for path, want in GUARDED:
+        parents: list[Any] = [doc]
+        for key in path[:-1]:
+            parents.append(parents[-1].get(key) if isinstance(parents[-1], dict) else None)
+        holder = parents[-1]
+        if not isinstance(holder, dict) or path[-1] not in holder:
+            continue
+        changed, new = _fix(holder[path[-1]], want)
+        if not changed:
+            continue
+        for depth in range(len(path) - 1, 0, -1):
+            new = {**parents[depth], path[depth]: new}
+        doc[path[0]] = new
+        coerced.append(".".join(path))
+    return coerced
+
+
+def shape_record(record: dict[str, Any], index_prefix: str) -> tuple[str, dict[str, Any], bool]:
+    """The index name, the enriched document, and whether enrichment had a failure (raises
+    ``_BadRecord`` when the record cannot be indexed at all)."""
     stamp, when = _event_time(record)
     doc = dict(record)
     doc["@timestamp"] = stamp
-    return f"{index_prefix}{when.year:04d}.{when.month:02d}", doc
+    extra = enrich(record)
+    if extra.errors:
+        extra.ct["enrich_errors"] = extra.errors
+    coerced = guard_shapes(doc)
+    if coerced:
+        extra.ct["coerced"] = coerced
+    doc["ct"] = extra.ct
+    doc.update(extra.ecs)
+    return f"{index_prefix}{when.year:04d}.{when.month:02d}", doc, bool(extra.errors)
 
 
 @lru_cache(maxsize=16)
@@ -165,10 +220,11 @@ def decode_object(
             out.skipped += 1
             continue
         try:
-            index, doc = shape_record(record, index_prefix)
+            index, doc, enrich_failed = shape_record(record, index_prefix)
         except _BadRecord as bad:
             out.rejected.append(Rejected(i, bad.error_type, bad.reason, record))
             continue
+        out.enrich_failed += enrich_failed
         doc_id = document_id(record)
         action = dumps({"create": {"_index": index, "_id": doc_id}})
         out.documents.append(Document(doc_id, index, i, action + b"\n" + dumps(doc) + b"\n"))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from functools import partial
 import orjson
 import structlog
 
+from ingest import cluster, source
 from ingest.checkpoint import Ledger, ObjectCounts, Status
 from ingest.config import S3Location, Settings
 from ingest.deadletter import DeadLetter
@@ -31,7 +33,7 @@ from ingest.decode import Decoded, Document, decode_object
 from ingest.errors import SourceError
 from ingest.listing import ListingStats, list_log_objects
 from ingest.retry import call_with_retry
-from ingest.sink import BulkClient, BulkSink, Outcome
+from ingest.sink import BulkClient, BulkSink, OpenSearchBulkClient, Outcome
 from ingest.source import ObjectRef, ObjectStore
 
 __all__ = ["RunStats", "execute_backfill", "root_cause", "run_backfill"]
@@ -56,6 +58,7 @@ class RunStats:
     already_indexed: int = 0
     deadlettered: int = 0
     skipped: int = 0
+    enrich_failed: int = 0
     finished: float | None = None
 
     @property
@@ -118,7 +121,9 @@ class _Run:
         deadletter: DeadLetter,
         stats: RunStats,
         executor: Executor | None,
+        prepare_index: Callable[[str], Awaitable[None]] | None,
     ) -> None:
+        self.prepare_index = prepare_index
         self.s = settings
         self.store = store
         self.client = client
@@ -205,10 +210,14 @@ class _Run:
                 continue
             self.stats.records_seen += decoded.records
             self.stats.skipped += decoded.skipped
+            self.stats.enrich_failed += decoded.enrich_failed
             for bad in decoded.rejected:
                 self._deadletter(
                     ref, "decode", bad.error_type, bad.reason, bad.record_index, record=bad.record
                 )
+            if self.prepare_index is not None:
+                for name in sorted({d.index_name for d in decoded.documents}):
+                    await self.prepare_index(name)
             task = _ObjectTask(ref, decoded, self._object_done, self._doc_rejected)
             if not decoded.documents:
                 self._object_done(task)
@@ -309,14 +318,18 @@ async def run_backfill(
     ledger: Ledger,
     deadletter: DeadLetter,
     stats: RunStats | None = None,
+    prepare_index: Callable[[str], Awaitable[None]] | None = None,
 ) -> RunStats:
-    """Run one backfill to the end (or until a terminal failure propagates)."""
+    """Run one backfill to the end (or until a terminal failure propagates).
+
+    ``prepare_index`` is awaited once per index name before its first document is sent.
+    """
     stats = stats if stats is not None else RunStats()
     async with AsyncExitStack() as stack:
         executor = _executor(settings.workers)
         if executor is not None:
             stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        run = _Run(settings, store, client, ledger, deadletter, stats, executor)
+        run = _Run(settings, store, client, ledger, deadletter, stats, executor, prepare_index)
         try:
             async with asyncio.TaskGroup() as tg:
                 sink = BulkSink(client, settings.sink, tg)
@@ -344,10 +357,15 @@ async def execute_backfill(
 ) -> RunStats:
     """Open every edge for ``settings``, run the backfill, close everything. The CLI and the demo
     both come through here."""
-    from ingest import cluster, source, telemetry
+    from ingest import telemetry
 
     stats = RunStats()
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if main is not None:
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)
     async with AsyncExitStack() as stack:
+        stack.callback(loop.remove_signal_handler, signal.SIGTERM)
         ledger = stack.enter_context(Ledger(settings.state_path))
         deadletter = DeadLetter(settings.deadletter_path)
         stack.callback(deadletter.close)
@@ -359,10 +377,32 @@ async def execute_backfill(
         _log.info("opensearch_ready", url=settings.sink.url, version=version)
         if ensure_template:
             await cluster.ensure_template(os_client, settings.sink)
-        from ingest.sink import OpenSearchBulkClient
-
-        async with telemetry.progress(stats, enabled=console):
-            await run_backfill(
-                settings, store, OpenSearchBulkClient(os_client), ledger, deadletter, stats
-            )
+        mode = cluster.BackfillMode(os_client) if settings.backfill_mode else None
+        try:
+            async with telemetry.progress(stats, enabled=console):
+                await run_backfill(
+                    settings,
+                    store,
+                    OpenSearchBulkClient(os_client),
+                    ledger,
+                    deadletter,
+                    stats,
+                    prepare_index=mode.prepare if mode else None,
+                )
+        finally:
+            if mode is not None:
+                await _restore(mode)
     return stats
+
+
+async def _restore(mode: cluster.BackfillMode) -> None:
+    """Restore index settings even while the run is being cancelled; log, never mask, failures."""
+    try:
+        await asyncio.shield(mode.restore())
+    except Exception as exc:  # the run's own outcome matters more
+        _log.error(
+            "backfill_mode_restore_failed",
+            indices=mode.touched,
+            error=str(exc),
+            hint="set refresh_interval and number_of_replicas back by hand, or rerun",
+        )

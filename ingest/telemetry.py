@@ -131,5 +131,6 @@ def summary_line(stats: RunStats, *, status: str) -> str:
         f" {s.objects_already_done:,} already done, {lst.skipped_keys:,} keys and"
         f" {lst.skipped_prefixes:,} prefixes skipped"
         f" | {s.already_indexed:,} were already in the index"
-        f" | {s.bytes_fetched / 1e6:,.1f} MB in {s.elapsed:,.1f} s, {rate:,.0f} events/s"
+        + (f", {s.enrich_failed:,} indexed with enrichment errors" if s.enrich_failed else "")
+        + f" | {s.bytes_fetched / 1e6:,.1f} MB in {s.elapsed:,.1f} s, {rate:,.0f} events/s"
     )

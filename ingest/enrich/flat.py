@@ -1,0 +1,45 @@
+"""Searchable copies of the variable-shape payloads, for ``flat_object`` fields.
+
+``requestParameters`` and friends differ per API and even per call, so they are not mapped
+field by field (the mapping would grow without bound and conflict). Each is copied whole into
+``ct.flat.*``, mapped as one ``flat_object`` field each and kept out of ``_source`` (the
+original stays there), with strings cut below Lucene's term-length limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MAX_STRING", "PAYLOADS", "flat", "sanitize"]
+
+MAX_STRING = 4096  # characters; Lucene refuses terms over 32,766 bytes
+PAYLOADS = {
+    "requestParameters": "request",
+    "responseElements": "response",
+    "additionalEventData": "additional",
+    "serviceEventDetails": "service_event",
+    "insightDetails": "insight",
+}
+
+
+def sanitize(value: Any, depth: int = 0) -> Any:
+    """A copy safe to index as a flat_object: bounded strings, no empty keys, bounded depth."""
+    if isinstance(value, str):
+        return value[:MAX_STRING]
+    if isinstance(value, Mapping):
+        if depth >= 16:
+            return str(value)[:MAX_STRING]
+        return {(str(k) or "_"): sanitize(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sanitize(v, depth + 1) for v in value]
+    return value
+
+
+def flat(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
+    copies = {
+        name: sanitize(record[field])
+        for field, name in PAYLOADS.items()
+        if isinstance(record.get(field), Mapping) and record[field]
+    }
+    return {"flat": copies} if copies else {}

@@ -1,0 +1,58 @@
+"""The primary resource of an event: one identifier (an ARN where one can be built) and its type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ingest.enrich.rules import Rules, load_rules
+
+__all__ = ["primary_resource", "resource"]
+
+
+def _dig(record: Mapping[str, Any], path: Sequence[str]) -> Any:
+    value: Any = record
+    for step in path:
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, Mapping):
+            value = value.get(step)
+        else:
+            return None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value
+
+
+def primary_resource(record: Mapping[str, Any], rules: Rules) -> tuple[str, str | None] | None:
+    """``(id, type)`` from ``resources[]``, else from the first rule for the event source."""
+    listed = record.get("resources")
+    if isinstance(listed, list):
+        for item in listed:
+            if isinstance(item, Mapping) and isinstance(item.get("ARN"), str) and item["ARN"]:
+                kind = item.get("type")
+                return item["ARN"], kind if isinstance(kind, str) else None
+    source = record.get("eventSource")
+    rules_here = (
+        rules.resources.get(source, rules.resources["*"]) if isinstance(source, str) else ()
+    )
+    for rule in rules_here:
+        value = _dig(record, rule.path)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value:
+            continue
+        if value.startswith("arn:"):
+            return value, rule.type
+        account = record.get("recipientAccountId") or ""
+        region = record.get("awsRegion") or ""
+        return rule.id.format(value=value, account=account, region=region), rule.type
+    return None
+
+
+def resource(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
+    found = primary_resource(record, load_rules())
+    if found is None:
+        return {}
+    rid, kind = found
+    return {"resource": {"id": rid, "type": kind} if kind else {"id": rid}}
