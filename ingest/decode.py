@@ -143,6 +143,56 @@ def guard_shapes(doc: dict[str, Any]) -> list[str]:
     return coerced
 
 
+_PAYLOADS = (
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "serviceEventDetails",
+    "insightDetails",
+    "edgeDeviceDetails",
+)
+
+
+def _bad_key(key: str) -> bool:
+    # OpenSearch refuses these field names even under dynamic: false
+    return not key.strip() or key[0] == "." or key[-1] == "." or ".." in key
+
+
+def _clean_keys(value: Any) -> Any:
+    """A copy of ``value`` with the field names OpenSearch refuses renamed; ``None`` if none."""
+    if isinstance(value, dict):
+        changed = False
+        out = {}
+        for k, v in value.items():
+            inner = _clean_keys(v)
+            if inner is not None:
+                v, changed = inner, True
+            if _bad_key(k):
+                k, changed = "_" + (k.strip().replace(".", "_") or "empty_"), True
+                while k in out or k in value:
+                    k += "_"
+            out[k] = v
+        return out if changed else None
+    if isinstance(value, list):
+        items = [_clean_keys(v) for v in value]
+        if any(i is not None for i in items):
+            return [v if i is None else i for v, i in zip(value, items, strict=True)]
+    return None
+
+
+def clean_payload_keys(doc: dict[str, Any]) -> list[str]:
+    """Rename field names OpenSearch would reject inside the payloads; returns the payloads."""
+    renamed = []
+    for name in _PAYLOADS:
+        value = doc.get(name)
+        if isinstance(value, dict):
+            cleaned = _clean_keys(value)
+            if cleaned is not None:
+                doc[name] = cleaned
+                renamed.append(f"{name}:keys")
+    return renamed
+
+
 def shape_record(record: dict[str, Any], index_prefix: str) -> tuple[str, dict[str, Any], bool]:
     """The index name, the enriched document, and whether enrichment had a failure (raises
     ``_BadRecord`` when the record cannot be indexed at all)."""
@@ -152,7 +202,7 @@ def shape_record(record: dict[str, Any], index_prefix: str) -> tuple[str, dict[s
     extra = enrich(record)
     if extra.errors:
         extra.ct["enrich_errors"] = extra.errors
-    coerced = guard_shapes(doc)
+    coerced = guard_shapes(doc) + clean_payload_keys(doc)
     if coerced:
         extra.ct["coerced"] = coerced
     doc["ct"] = extra.ct

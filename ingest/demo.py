@@ -1,7 +1,7 @@
 """``ct-ingest demo``: the whole path on embedded servers, in one command.
 
 Starts moto's S3 server and osmem-server on loopback, writes a generated archive into a bucket,
-runs the very backfill a user runs against AWS, then answers three questions from the index.
+runs the very backfill a user runs against AWS, then answers questions from the index.
 """
 
 from __future__ import annotations
@@ -21,27 +21,27 @@ __all__ = ["QUESTIONS", "ask", "run_demo", "upload"]
 
 BUCKET = "demo-cloudtrail-logs"
 
-# Three questions people bring to this index: (title, column, query, terms field).
+# Questions people bring to this index: (title, column, query, terms field).
 QUESTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     (
-        "Who changes things by hand in the console? (top console writers)",
-        "principal",
-        {
-            "bool": {
-                "filter": [
-                    {"term": {"sessionCredentialFromConsole": "true"}},
-                    {"term": {"readOnly": False}},
-                ]
-            }
-        },
-        "userIdentity.arn",
+        "Who changes things by hand in the console? (ClickOps by user)",
+        "user",
+        {"term": {"ct.clickops": True}},
+        "ct.actor.name",
     ),
+    (
+        "Which resources are changed by hand most? (ClickOps by resource)",
+        "resource",
+        {"term": {"ct.clickops": True}},
+        "ct.resource.id",
+    ),
+    ("How are changes made? (writes by tool)", "tool", {"term": {"ct.is_write": True}}, "ct.tool"),
     ("Events per service", "eventSource", {"match_all": {}}, "eventSource"),
     (
         "Failed calls by principal",
         "principal",
-        {"exists": {"field": "errorCode"}},
-        "userIdentity.arn",
+        {"term": {"event.outcome": "failure"}},
+        "ct.actor.name",
     ),
 ]
 
@@ -67,7 +67,7 @@ def upload(s3_url: str, files: list[Any], *, bucket: str = BUCKET) -> None:
 def ask(
     opensearch_url: str, alias: str = "cloudtrail"
 ) -> list[tuple[str, str, list[tuple[str, int]]]]:
-    """Answer :data:`QUESTIONS` from the index."""
+    """Answer :data:`QUESTIONS` from the index (top five each)."""
     from opensearchpy import OpenSearch
 
     client = OpenSearch(hosts=[opensearch_url])

@@ -148,19 +148,19 @@ class _Run:
     async def lister(self) -> None:
         loc = self.s.source.location
         prefix = loc.prefix if isinstance(loc, S3Location) else ""
-        try:
-            await list_log_objects(
-                self.store,
-                prefix,
-                self.s.filters,
-                self._emit,
-                concurrency=self.s.source.concurrency,
-                retry=self.s.source.retry,
-                stats=self.stats.listing,
-            )
-        finally:
-            for _ in range(self.s.source.concurrency):
-                await self.fetch_q.put(_DONE)
+        await list_log_objects(
+            self.store,
+            prefix,
+            self.s.filters,
+            self._emit,
+            concurrency=self.s.source.concurrency,
+            retry=self.s.source.retry,
+            stats=self.stats.listing,
+        )
+        # Sentinels only on success: after a failure the task group cancels every stage, and a
+        # put into a full queue in a cancelled task would wait forever.
+        for _ in range(self.s.source.concurrency):
+            await self.fetch_q.put(_DONE)
 
     # -- fetching and decoding --------------------------------------------------------------
     async def _decode(self, ref: ObjectRef, data: bytes) -> Decoded:
@@ -176,21 +176,19 @@ class _Run:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
 
     async def fetcher(self, remaining: list[int]) -> None:
-        try:
-            while (ref := await self.fetch_q.get()) is not _DONE:
-                try:
-                    data = await call_with_retry(self.s.source.retry, partial(self.store.get, ref))
-                except SourceError as exc:
-                    self._object_failed(ref, "fetch", type(exc).__name__, str(exc))
-                    continue
-                self.stats.bytes_fetched += len(data)
-                decoded = await self._decode(ref, data)
-                del data
-                await self.index_q.put((ref, decoded))
-        finally:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                await self.index_q.put(_DONE)
+        while (ref := await self.fetch_q.get()) is not _DONE:
+            try:
+                data = await call_with_retry(self.s.source.retry, partial(self.store.get, ref))
+            except SourceError as exc:
+                self._object_failed(ref, "fetch", type(exc).__name__, str(exc))
+                continue
+            self.stats.bytes_fetched += len(data)
+            decoded = await self._decode(ref, data)
+            del data
+            await self.index_q.put((ref, decoded))
+        remaining[0] -= 1
+        if remaining[0] == 0:  # the last fetcher to finish tells the indexer
+            await self.index_q.put(_DONE)
 
     # -- indexing ---------------------------------------------------------------------------
     async def indexer(self, sink: BulkSink) -> None:

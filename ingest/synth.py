@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["SynthFile", "generate", "write_tree"]
+__all__ = ["SynthFile", "chaotic_record", "generate", "write_tree"]
 
 Record = dict[str, Any]
 
@@ -433,3 +433,47 @@ def write_tree(root: Path, files: Iterator[SynthFile]) -> tuple[int, int]:
         n_files += 1
         n_records += f.records
     return n_files, n_records
+
+
+_CHAOS_KEYS = (
+    "filter", "startTime", "endpoint", "iamInstanceProfile", "disableApiTermination", "roleArn",
+    "bucketName", "credentials", "policy", "tags", "name", "value", "items", "a.b", "", "Key",
+    "x-amz-date", "nested", "configuration", "accessKeyId",
+)  # fmt: skip
+
+
+def _chaos(rng: random.Random, depth: int) -> Any:
+    """A value of a random JSON shape: the kind of variety requestParameters has across APIs."""
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.random() < 0.5
+    if kind == 2:
+        return rng.randrange(-(2**40), 2**40)
+    if kind == 3:
+        return rng.random() * 1e6
+    if kind == 4:
+        return "".join(rng.choices(string.ascii_letters + " :/-_é€", k=rng.randrange(0, 40)))
+    if kind == 5:
+        return "2024-03-05T14:00:12Z" if rng.random() < 0.5 else "Mar 5, 2024, 3:03:10 PM"
+    if kind == 6:
+        return [_chaos(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
+    return {rng.choice(_CHAOS_KEYS): _chaos(rng, depth + 1) for _ in range(rng.randrange(0, 5))}
+
+
+def chaotic_record(rng: random.Random, when: datetime, account: str, region: str) -> Record:
+    """A realistic record whose payloads (requestParameters, responseElements, ...) take random
+    shapes, including conflicting types for the same key; for mapping-stability tests."""
+    rec = _record(rng, when, account, region)
+    for field in (
+        "requestParameters",
+        "responseElements",
+        "additionalEventData",
+        "serviceEventDetails",
+    ):
+        if rng.random() < 0.8:
+            rec[field] = {
+                rng.choice(_CHAOS_KEYS): _chaos(rng, 1) for _ in range(rng.randrange(1, 6))
+            }
+    return rec

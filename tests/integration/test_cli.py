@@ -112,5 +112,6 @@ class TestDemo:
         run = cli("demo", "--events", "1500", "--log-format", "json")
         assert run.code == 0, run.stderr[-3000:]
         assert "records seen 1,500 = indexed 1,500 + dead-lettered 0 + skipped 0" in run.stdout
-        for title in ("top console writers", "Events per service", "Failed calls by principal"):
+        for title in ("ClickOps by user", "writes by tool", "Events per service", "Failed calls"):
             assert title in run.stdout
+        assert "@example.com" in run.stdout  # SSO users are the ClickOps actors

@@ -4,6 +4,7 @@ import gzip
 from typing import Any
 
 import orjson
+import pytest
 
 from ingest.decode import decode_object, document_id
 
@@ -135,3 +136,65 @@ class TestDocumentId:
         assert a == b
         assert a != c
         assert a.startswith("sha256-")
+
+
+class TestShapeGuards:
+    def test_mapped_payload_fields_are_coerced_not_rejected(self) -> None:
+        """roleArn as an object and credentials as a string are coerced; the path is noted."""
+        rec = _record(
+            requestParameters={"roleArn": {"odd": 1}, "other": [1]},
+            responseElements={"credentials": "opaque"},
+        )
+        out = decode_object(KEY, _gz({"Records": [rec]}))
+        _, doc = _lines(out.documents[0].ndjson)
+        assert '{"odd":1}' == doc["requestParameters"]["roleArn"]
+        assert {"value": "opaque"} == doc["responseElements"]["credentials"]
+        assert ["requestParameters.roleArn", "responseElements.credentials"] == doc["ct"]["coerced"]
+        assert {"odd": 1} == rec["requestParameters"]["roleArn"]  # the record itself is untouched
+
+    def test_field_names_opensearch_refuses_are_renamed(self) -> None:
+        """Empty, blank and dot-edged keys inside payloads are renamed; good keys stay."""
+        rec = _record(
+            requestParameters={
+                "": 1,
+                " ": 2,
+                ".a": 3,
+                "b.": 4,
+                "c..d": 5,
+                "ok.key": 6,
+                "nested": [{"": {"x": 1}}],
+            }
+        )
+        out = decode_object(KEY, _gz({"Records": [rec]}))
+        _, doc = _lines(out.documents[0].ndjson)
+        assert {
+            "_empty_": 1,
+            "_empty__": 2,
+            "__a": 3,
+            "_b_": 4,
+            "_c__d": 5,
+            "ok.key": 6,
+            "nested": [{"_empty_": {"x": 1}}],
+        } == doc["requestParameters"]
+        assert ["requestParameters:keys"] == doc["ct"]["coerced"]
+
+
+class TestEnrichmentFailure:
+    def test_record_is_indexed_with_original_fields_and_counted(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When an enricher raises, the document still carries every original field, the error
+        is in ct.enrich_errors, and the object counts one enrichment failure."""
+        from ingest import enrich as enrich_pkg
+
+        def broken(record: Any, ct: Any) -> Any:
+            raise ValueError("bad rule")
+
+        monkeypatch.setattr(enrich_pkg, "ENRICHERS", (*enrich_pkg.ENRICHERS, ("broken", broken)))
+        rec = _record(userIdentity={"type": "IAMUser", "userName": "alice"})
+        out = decode_object(KEY, _gz({"Records": [rec]}))
+        _, doc = _lines(out.documents[0].ndjson)
+        assert 1 == out.enrich_failed
+        assert {k: doc[k] for k in rec} == rec
+        assert ["broken: ValueError: bad rule"] == doc["ct"]["enrich_errors"]
+        assert "alice" == doc["ct"]["actor"]["name"]
