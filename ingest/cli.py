@@ -133,6 +133,7 @@ def build_settings(
     max_bulk_mib: float,
     max_in_flight: int,
     timeout: float,
+    bulk_target_seconds: float = 10.0,
     insecure: bool,
     ca_certs: Path | None,
     log_format: str,
@@ -161,6 +162,7 @@ def build_settings(
             bulk_bytes=int(bulk_mib * MiB),
             max_bulk_bytes=int(max_bulk_mib * MiB),
             max_in_flight=max_in_flight,
+            target_seconds=bulk_target_seconds,
             timeout=timeout,
             verify_certs=not insecure,
             ca_certs=str(ca_certs) if ca_certs else None,
@@ -320,6 +322,14 @@ def backfill(
             "--max-in-flight", envvar=_env("MAX_IN_FLIGHT"), help="Concurrent bulk requests."
         ),
     ] = 4,
+    bulk_target_seconds: Annotated[
+        float,
+        typer.Option(
+            "--bulk-target-seconds",
+            envvar=_env("BULK_TARGET_SECONDS"),
+            help="Bulk size and concurrency adapt to keep requests near this duration.",
+        ),
+    ] = 10.0,
     timeout: TimeoutOpt = 50.0,
     retry_deadline: RetryDeadlineOpt = 300.0,
     backfill_mode: Annotated[
@@ -360,6 +370,7 @@ def backfill(
             max_bulk_mib=max_bulk_mib,
             max_in_flight=max_in_flight,
             timeout=timeout,
+            bulk_target_seconds=bulk_target_seconds,
             insecure=insecure,
             ca_certs=ca_certs,
             log_format=log_format,

@@ -136,6 +136,7 @@ class SinkConfig:
     bulk_bytes: int = 5 * MiB
     max_bulk_bytes: int = 9 * MiB
     max_in_flight: int = 4
+    target_seconds: float = 10.0  # the adaptive controller aims bulk requests at this duration
     timeout: float = 50.0
     verify_certs: bool = True
     ca_certs: str | None = None
@@ -154,6 +155,11 @@ class SinkConfig:
             )
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be at least 1")
+        if not 0 < self.target_seconds < self.timeout:
+            raise ConfigError(
+                f"--bulk-target-seconds {self.target_seconds} must be positive and below "
+                f"--timeout {self.timeout}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,7 @@ from ingest.decode import Decoded, Document, decode_object
 from ingest.errors import SourceError
 from ingest.listing import ListingStats, list_log_objects
 from ingest.retry import call_with_retry
-from ingest.sink import BulkClient, BulkSink, OpenSearchBulkClient, Outcome
+from ingest.sink import BulkClient, BulkSink, OpenSearchBulkClient, Outcome, SinkStats
 from ingest.source import ObjectRef, ObjectStore
 
 __all__ = ["RunStats", "execute_backfill", "root_cause", "run_backfill"]
@@ -59,6 +59,7 @@ class RunStats:
     deadlettered: int = 0
     skipped: int = 0
     enrich_failed: int = 0
+    sink: SinkStats | None = None
     finished: float | None = None
 
     @property
@@ -331,6 +332,7 @@ async def run_backfill(
         try:
             async with asyncio.TaskGroup() as tg:
                 sink = BulkSink(client, settings.sink, tg)
+                stats.sink = sink.stats
                 tg.create_task(run.lister(), name="lister")
                 remaining = [settings.source.concurrency]
                 for i in range(settings.source.concurrency):

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import structlog
 
+from ingest.adaptive import BulkController, ControllerConfig
 from ingest.config import SinkConfig
 from ingest.decode import Document
 from ingest.errors import SinkError, SinkUnavailable
@@ -91,26 +93,44 @@ class SinkStats:
     rejected: int = 0
     item_retries: int = 0
     splits: int = 0
-    latencies: list[float] = field(default_factory=list)
+    pushbacks: int = 0
+    latency_max: float = 0.0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    controller: BulkController | None = None
 
 
 class BulkSink:
-    """Batches documents by bytes and sends them, ``max_in_flight`` at a time, inside ``tg``."""
+    """Batches documents by bytes and sends them inside ``tg``, as many at a time as the
+    :class:`~ingest.adaptive.BulkController` allows."""
 
-    def __init__(self, client: BulkClient, config: SinkConfig, tg: asyncio.TaskGroup) -> None:
+    def __init__(
+        self,
+        client: BulkClient,
+        config: SinkConfig,
+        tg: asyncio.TaskGroup,
+        controller: BulkController | None = None,
+    ) -> None:
         self._client = client
         self._config = config
         self._tg = tg
-        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self.controller = controller or BulkController(
+            ControllerConfig(
+                start_bytes=config.bulk_bytes,
+                max_bytes=config.max_bulk_bytes,
+                max_in_flight=config.max_in_flight,
+                target_seconds=config.target_seconds,
+            )
+        )
         self._buffer: list[_Item] = []
         self._buffered = 0
         self._in_flight = 0
+        self._freed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.stats = SinkStats()
+        self.stats = SinkStats(controller=self.controller)
 
     async def put(self, doc: Document, owner: Owner) -> None:
-        """Queue one document; may wait while ``max_in_flight`` requests are under way."""
+        """Queue one document; may wait while the allowed number of requests are under way."""
         size = len(doc.ndjson)
         if size > self._config.max_bulk_bytes:
             self.stats.rejected += 1
@@ -124,7 +144,7 @@ class BulkSink:
                 ),
             )
             return
-        if self._buffer and self._buffered + size > self._config.bulk_bytes:
+        if self._buffer and self._buffered + size > self.controller.bytes:
             await self.flush()
         self._buffer.append(_Item(doc, owner))
         self._buffered += size
@@ -134,7 +154,9 @@ class BulkSink:
         if not self._buffer:
             return
         batch, self._buffer, self._buffered = self._buffer, [], 0
-        await self._slots.acquire()
+        while self._in_flight >= self.controller.in_flight:
+            self._freed.clear()
+            await self._freed.wait()
         self._in_flight += 1
         self._idle.clear()
         self._tg.create_task(self._run(batch))
@@ -147,9 +169,9 @@ class BulkSink:
     async def _run(self, batch: list[_Item]) -> None:
         try:
             await self._send(batch)
-        finally:
+        finally:  # no awaits here: this also runs while the task group cancels us
             self._in_flight -= 1
-            self._slots.release()
+            self._freed.set()
             if self._in_flight == 0:
                 self._idle.set()
 
@@ -174,10 +196,8 @@ class BulkSink:
     async def _send_once(self, batch: Sequence[_Item]) -> list[_Item]:
         """Send ``batch`` as one body; settle what is final and return the items to retry."""
         body = b"".join(item.doc.ndjson for item in batch)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         try:
-            answer = await call_with_retry(self._config.retry, lambda: self._client.bulk(body))
+            answer = await call_with_retry(self._config.retry, lambda: self._attempt(body))
         except TooLarge:
             if len(batch) == 1:
                 self._reject(
@@ -187,12 +207,33 @@ class BulkSink:
             self.stats.splits += 1
             half = len(batch) // 2
             return await self._send_once(batch[:half]) + await self._send_once(batch[half:])
-        elapsed = loop.time() - started
+        _log.debug("bulk_sent", docs=len(batch), bytes=len(body))
+        retry = self._settle(batch, answer)
+        if retry:
+            self.controller.on_pushback(f"{len(retry)} items answered 429/5xx")
+        return retry
+
+    async def _attempt(self, body: bytes) -> dict[str, Any]:
+        """One request, timed and reported to the controller."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            answer = await self._client.bulk(body)
+        except SinkUnavailable as exc:
+            self.stats.pushbacks += 1
+            self.controller.on_pushback(str(exc))
+            raise
+        except TooLarge:
+            self.controller.on_too_large(len(body))
+            raise
+        finally:
+            elapsed = loop.time() - started
+            self.stats.latency_max = max(self.stats.latency_max, elapsed)
+            self.stats.latencies.append(elapsed)
         self.stats.requests += 1
         self.stats.bytes_sent += len(body)
-        self.stats.latencies.append(elapsed)
-        _log.debug("bulk_sent", docs=len(batch), bytes=len(body), seconds=round(elapsed, 3))
-        return self._settle(batch, answer)
+        self.controller.on_success(len(body), elapsed)
+        return answer
 
     def _settle(self, batch: Sequence[_Item], answer: dict[str, Any]) -> list[_Item]:
         items = answer.get("items")

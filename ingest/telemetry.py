@@ -64,10 +64,12 @@ def configure_logging(log_format: str, *, verbose: bool = False) -> bool:
 
 def _fields(stats: RunStats) -> dict[str, Any]:
     rate = stats.records_seen / stats.elapsed if stats.elapsed > 0 else 0.0
+    ctl = stats.sink.controller if stats.sink else None
     return {
         "events": f"{stats.indexed:,} events",
         "mb": f"{stats.bytes_fetched / 1e6:,.1f} MB",
         "rate": f"{rate:,.0f} ev/s",
+        "bulk": f"bulk {ctl.bytes / 2**20:.1f} MiB x{ctl.in_flight}" if ctl else "bulk -",
     }
 
 
@@ -86,6 +88,7 @@ async def progress(
         TextColumn("{task.fields[events]}"),
         TextColumn("{task.fields[mb]}"),
         TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[bulk]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(compact=True),
