@@ -83,6 +83,7 @@ class BulkController:
 
     def on_too_large(self, body_bytes: int) -> None:
         """The cluster refused ``body_bytes`` with 413: never send that much again."""
-        self.ceiling = max(self.min_bytes, min(self.ceiling, int(body_bytes * 0.8)))
+        self.ceiling = max(16 * KiB, min(self.ceiling, int(body_bytes * 0.8)))
+        self.min_bytes = min(self.min_bytes, self.ceiling)
         self.bytes = min(self.bytes, self.ceiling)
         self._decide("too-large", body=body_bytes, ceiling=self.ceiling)

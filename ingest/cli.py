@@ -98,6 +98,41 @@ InsecureOpt = Annotated[
 CaCertsOpt = Annotated[
     Path | None, typer.Option("--ca-certs", envvar=_env("CA_CERTS"), help="CA bundle for TLS.")
 ]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user", envvar=_env("USER"), help="Basic-auth user (password: CT_INGEST_PASSWORD)."
+    ),
+]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file", envvar=_env("PASSWORD_FILE"), help="File holding the password."
+    ),
+]
+AwsAuthOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-auth",
+        envvar=_env("AWS_AUTH"),
+        help="Sign requests with SigV4: es (OpenSearch Service) or aoss (Serverless).",
+    ),
+]
+GzipOpt = Annotated[
+    bool, typer.Option("--gzip", envvar=_env("GZIP"), help="Compress request bodies.")
+]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", envvar=["CT_INGEST_PROFILE", "AWS_PROFILE"], help="AWS profile."),
+]
+AwsRegionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-region",
+        envvar=[_env("AWS_REGION"), "AWS_REGION", "AWS_DEFAULT_REGION"],
+        help="AWS region (S3 client, SigV4 signing).",
+    ),
+]
 LogFormatOpt = Annotated[
     str, typer.Option("--log-format", envvar=_env("LOG_FORMAT"), help="auto, json or console.")
 ]
@@ -109,6 +144,19 @@ VerboseOpt = Annotated[
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"ct-ingest: {message}", err=True)
     return typer.Exit(code)
+
+
+def read_password(user: str | None, password_file: Path | None) -> str | None:
+    """The basic-auth password: ``CT_INGEST_PASSWORD`` or the first line of ``--password-file``
+    (never a command-line argument, where it would show in process lists and shell history)."""
+    if not user:
+        return None
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise ConfigError(f"--password-file {password_file}: cannot read a password") from exc
+    return os.environ.get("CT_INGEST_PASSWORD") or None
 
 
 def build_settings(
@@ -139,6 +187,10 @@ def build_settings(
     log_format: str,
     retry_deadline: float = 300.0,
     backfill_mode: bool = True,
+    user: str | None = None,
+    password_file: Path | None = None,
+    aws_auth: str | None = None,
+    compress: bool = False,
 ) -> Settings:
     """Settings for a backfill from already-parsed option values (the environment is read here)."""
     environment = from_environment(os.environ)
@@ -167,6 +219,12 @@ def build_settings(
             verify_certs=not insecure,
             ca_certs=str(ca_certs) if ca_certs else None,
             retry=retry,
+            username=user,
+            password=read_password(user, password_file),
+            aws_auth=aws_auth,
+            aws_region=aws_region,
+            aws_profile=profile,
+            compress=compress,
         ),
         filters=Filters(
             since=parse_day(since) if since else None,
@@ -227,6 +285,9 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
         already_indexed=stats.already_indexed,
         enrich_failed=stats.enrich_failed,
         bytes_fetched=stats.bytes_fetched,
+        bulk_requests=stats.sink.requests if stats.sink else 0,
+        bulk_pushbacks=stats.sink.pushbacks if stats.sink else 0,
+        bulk_latency_max=round(stats.sink.latency_max, 3) if stats.sink else 0,
         keys_skipped=stats.listing.skipped_keys,
         prefixes_skipped=stats.listing.skipped_prefixes,
         seconds=round(stats.elapsed, 2),
@@ -292,18 +353,12 @@ def backfill(
             "--workers", envvar=_env("WORKERS"), help="Decoding processes (0 = in-process)."
         ),
     ] = None,
-    profile: Annotated[
-        str | None,
-        typer.Option("--profile", envvar=["CT_INGEST_PROFILE", "AWS_PROFILE"], help="AWS profile."),
-    ] = None,
-    aws_region: Annotated[
-        str | None,
-        typer.Option(
-            "--aws-region",
-            envvar=[_env("AWS_REGION"), "AWS_REGION", "AWS_DEFAULT_REGION"],
-            help="Region of the S3 client.",
-        ),
-    ] = None,
+    profile: ProfileOpt = None,
+    aws_region: AwsRegionOpt = None,
+    user: UserOpt = None,
+    password_file: PasswordFileOpt = None,
+    aws_auth: AwsAuthOpt = None,
+    gzip: GzipOpt = False,
     index_prefix: IndexPrefixOpt = "cloudtrail-",
     alias: AliasOpt = "cloudtrail",
     bulk_mib: Annotated[
@@ -376,6 +431,10 @@ def backfill(
             log_format=log_format,
             retry_deadline=retry_deadline,
             backfill_mode=backfill_mode,
+            user=user,
+            password_file=password_file,
+            aws_auth=aws_auth,
+            compress=gzip,
         )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
@@ -414,6 +473,11 @@ def setup(
     retry_deadline: RetryDeadlineOpt = 300.0,
     insecure: InsecureOpt = False,
     ca_certs: CaCertsOpt = None,
+    user: UserOpt = None,
+    password_file: PasswordFileOpt = None,
+    aws_auth: AwsAuthOpt = None,
+    aws_region: AwsRegionOpt = None,
+    profile: ProfileOpt = None,
     log_format: LogFormatOpt = "auto",
 ) -> None:
     """Install (or update) the index templates from mappings/ and the retention policy."""
@@ -431,6 +495,11 @@ def setup(
             verify_certs=not insecure,
             ca_certs=str(ca_certs) if ca_certs else None,
             retry=RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4)),
+            username=user,
+            password=read_password(user, password_file),
+            aws_auth=aws_auth,
+            aws_region=aws_region,
+            aws_profile=profile,
         )
         index = IndexConfig(
             shards=shards,

@@ -9,12 +9,12 @@ from typing import Any, ClassVar
 
 import orjson
 import structlog
-from opensearchpy import AsyncOpenSearch
+from opensearchpy import AsyncHttpConnection, AsyncOpenSearch, AWSV4SignerAsyncAuth
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from ingest.config import IndexConfig, SinkConfig
-from ingest.errors import SinkError, SinkUnavailable
+from ingest.errors import ConfigError, SinkError, SinkUnavailable
 
 __all__ = [
     "BackfillMode",
@@ -34,10 +34,27 @@ _log = structlog.get_logger("ingest.cluster")
 _COMPONENTS = ("settings", "cloudtrail", "enrichment")
 
 
+def _auth(config: SinkConfig) -> Any:
+    if config.aws_auth:
+        import botocore.session
+
+        session = botocore.session.Session(profile=config.aws_profile)
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise ConfigError("--aws-auth: no AWS credentials found (env, --profile, or a role)")
+        return AWSV4SignerAsyncAuth(credentials, config.aws_region or "", config.aws_auth)
+    if config.username:
+        return (config.username, config.password or "")
+    return None
+
+
 def open_client(config: SinkConfig) -> AsyncOpenSearch:
     """An async client for ``config.url``; it never retries by itself (our policy does)."""
     return AsyncOpenSearch(
         hosts=[config.url],
+        http_auth=_auth(config),
+        connection_class=AsyncHttpConnection,
+        http_compress=config.compress,
         timeout=config.timeout,
         max_retries=0,
         retry_on_timeout=False,

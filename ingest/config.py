@@ -141,11 +141,32 @@ class SinkConfig:
     verify_certs: bool = True
     ca_certs: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never printed, never logged
+    aws_auth: str | None = None  # "es" (Amazon OpenSearch Service) or "aoss" (Serverless)
+    aws_region: str | None = None
+    aws_profile: str | None = None
+    compress: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"--opensearch {self.url!r}: expected http(s)://host[:port]")
+            raise ConfigError(
+                f"--opensearch {parts.scheme}://{parts.hostname}: expected http(s)://host[:port]"
+            )
+        if parts.username or parts.password:
+            raise ConfigError(
+                "--opensearch: credentials do not belong in the URL; use --user with "
+                "CT_INGEST_PASSWORD or --password-file"
+            )
+        if self.aws_auth not in (None, "es", "aoss"):
+            raise ConfigError(f"--aws-auth {self.aws_auth!r}: expected es or aoss")
+        if self.aws_auth and self.username:
+            raise ConfigError("--aws-auth and --user are exclusive: SigV4 or basic auth, not both")
+        if self.aws_auth and not self.aws_region:
+            raise ConfigError("--aws-auth needs a region: --aws-region or AWS_REGION")
+        if self.username and not self.password:
+            raise ConfigError("--user needs a password: CT_INGEST_PASSWORD or --password-file")
         if self.max_bulk_bytes > 100 * MiB:
             raise ConfigError("--max-bulk-bytes may not exceed 100 MiB (OpenSearch's own limit)")
         if not 0 < self.bulk_bytes <= self.max_bulk_bytes:

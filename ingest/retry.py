@@ -28,7 +28,7 @@ _log = structlog.get_logger("ingest.retry")
 class RetryPolicy:
     """How hard to try a transient failure again before giving up."""
 
-    attempts: int = 8
+    attempts: int = 100  # the deadline is the bound that matters; this only caps pathologies
     initial: float = 0.2
     maximum: float = 20.0
     deadline: float = 300.0

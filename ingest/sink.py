@@ -119,11 +119,13 @@ class BulkSink:
                 max_bytes=config.max_bulk_bytes,
                 max_in_flight=config.max_in_flight,
                 target_seconds=config.target_seconds,
+                step_bytes=max(64 * 1024, config.bulk_bytes // 4),
             )
         )
         self._buffer: list[_Item] = []
         self._buffered = 0
-        self._in_flight = 0
+        self._in_flight = 0  # request slots held
+        self._active = 0  # batches not yet settled (sending, or waiting to retry items)
         self._freed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -154,10 +156,8 @@ class BulkSink:
         if not self._buffer:
             return
         batch, self._buffer, self._buffered = self._buffer, [], 0
-        while self._in_flight >= self.controller.in_flight:
-            self._freed.clear()
-            await self._freed.wait()
-        self._in_flight += 1
+        await self._acquire()
+        self._active += 1
         self._idle.clear()
         self._tg.create_task(self._run(batch))
 
@@ -166,32 +166,47 @@ class BulkSink:
         await self.flush()
         await self._idle.wait()
 
-    async def _run(self, batch: list[_Item]) -> None:
-        try:
-            await self._send(batch)
-        finally:  # no awaits here: this also runs while the task group cancels us
-            self._in_flight -= 1
-            self._freed.set()
-            if self._in_flight == 0:
-                self._idle.set()
+    async def _acquire(self) -> None:
+        while self._in_flight >= self.controller.in_flight:
+            self._freed.clear()
+            await self._freed.wait()
+        self._in_flight += 1
 
-    async def _send(self, batch: list[_Item]) -> None:
-        pending = batch
+    def _release(self) -> None:
+        self._in_flight -= 1
+        self._freed.set()
+
+    async def _run(self, batch: list[_Item]) -> None:
+        """Send ``batch``; items answered 429/5xx go again after a back-off, during which the
+        request slot is free for other batches."""
+        holding = True  # flush() acquired our slot
         policy = self._config.retry
-        for attempt in range(1, policy.attempts + 1):
-            pending = await self._send_once(pending)
-            if not pending:
-                return
-            self.stats.item_retries += len(pending)
-            delay = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
-            _log.debug(
-                "bulk_item_retry", items=len(pending), attempt=attempt, sleep_s=round(delay, 2)
-            )
-            await asyncio.sleep(delay)
-        for item in pending:
-            self._reject(
-                item, "RetriesExhausted", f"still failing after {policy.attempts} attempts"
-            )
+        pending = batch
+        try:
+            for attempt in range(1, policy.attempts + 1):
+                pending = await self._send_once(pending)
+                if not pending:
+                    return
+                self.stats.item_retries += len(pending)
+                delay = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
+                _log.debug(
+                    "bulk_item_retry", items=len(pending), attempt=attempt, sleep_s=round(delay, 2)
+                )
+                self._release()
+                holding = False
+                await asyncio.sleep(delay)
+                await self._acquire()
+                holding = True
+            for item in pending:
+                self._reject(
+                    item, "RetriesExhausted", f"still failing after {policy.attempts} attempts"
+                )
+        finally:  # no awaits here: this also runs while the task group cancels us
+            if holding:
+                self._release()
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
 
     async def _send_once(self, batch: Sequence[_Item]) -> list[_Item]:
         """Send ``batch`` as one body; settle what is final and return the items to retry."""

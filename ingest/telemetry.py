@@ -53,6 +53,9 @@ def configure_logging(log_format: str, *, verbose: bool = False) -> bool:
     else:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         level = logging.DEBUG if verbose else logging.INFO
+    # Libraries' own loggers: only real problems, and never request details.
+    for name in ("opensearch", "urllib3", "botocore", "aiobotocore"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),

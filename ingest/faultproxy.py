@@ -1,0 +1,205 @@
+"""A fault-injecting HTTP proxy for OpenSearch, for tests and benchmarks (never for production).
+
+It sits on loopback between ct-ingest and a real server (osmem-server) and, for ``_bulk``
+requests, answers the way a managed cluster under stress does: 429 for the whole request or for
+some items inside a 200, 502/503 before applying, 504 *after* applying, a dropped connection
+before or after applying, 413 above a byte limit, a stall longer than the client's timeout
+after applying, or extra latency per MiB. Every other request passes through untouched. It runs
+its own event loop in a thread, so synchronous tests can use it around an in-process run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+__all__ = ["FaultProxy", "Faults", "Seen"]
+
+
+@dataclass
+class Faults:
+    """Probabilities (0..1) per bulk request, unless said otherwise."""
+
+    seed: int = 0
+    whole_429: float = 0.0
+    before_5xx: float = 0.0  # 502 or 503, nothing applied
+    after_504: float = 0.0  # applied, then 504
+    reset_before: float = 0.0  # connection dropped, nothing applied
+    reset_after: float = 0.0  # applied, then connection dropped
+    item_429: float = 0.0  # share of the items answered 429 (those are not applied)
+    max_body: int | None = None  # 413 above this many bytes
+    stall: float = 0.0  # applied, then no answer for stall_seconds
+    stall_seconds: float = 0.0
+    seconds_per_mib: float = 0.0  # added latency, in proportion to the body size
+
+
+@dataclass
+class Seen:
+    """One bulk request as the proxy saw it."""
+
+    bytes: int
+    items: int
+    fault: str
+    status: int
+    seconds: float
+    headers: dict[str, str] = field(default_factory=dict)
+    gzip: bool = False
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.faults = faults or Faults()
+        self.seen: list[Seen] = []
+        self.url = ""
+        self._rng = random.Random(self.faults.seed)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_faults(self, faults: Faults) -> None:
+        self.faults = faults
+        self._rng = random.Random(faults.seed)
+
+    async def _start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        app = web.Application(client_max_size=200 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def _stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+        if self._session:
+            await self._session.close()
+
+    # -- forwarding --------------------------------------------------------------------------
+    async def _forward(self, request: web.Request, body: bytes) -> tuple[int, bytes, str]:
+        assert self._session is not None
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "content-length", "content-encoding", "accept-encoding")
+        }
+        async with self._session.request(
+            request.method, f"{self.upstream}{request.rel_url}", data=body or None, headers=headers
+        ) as resp:
+            return (
+                resp.status,
+                await resp.read(),
+                resp.headers.get("Content-Type", "application/json"),
+            )
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        compressed = request.headers.get("Content-Encoding") == "gzip"
+        if compressed and body[:2] == b"\x1f\x8b":  # aiohttp usually inflates it already
+            body = gzip.decompress(body)
+        if not request.path.endswith("/_bulk"):
+            status, data, ctype = await self._forward(request, body)
+            return web.Response(status=status, body=data, content_type=ctype.split(";")[0])
+        started = time.monotonic()
+        fault, status, answer = await self._bulk(request, body)
+        self.seen.append(
+            Seen(
+                len(body),
+                body.count(b"\n") // 2,
+                fault,
+                status,
+                time.monotonic() - started,
+                dict(request.headers),
+                compressed,
+            )
+        )
+        if answer is None:  # drop the connection
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("fault proxy: connection dropped on purpose")
+        return web.Response(status=status, body=answer, content_type="application/json")
+
+    async def _bulk(self, request: web.Request, body: bytes) -> tuple[str, int, bytes | None]:
+        f, rng = self.faults, self._rng
+        if f.seconds_per_mib:
+            await asyncio.sleep(f.seconds_per_mib * len(body) / 2**20)
+        if f.max_body is not None and len(body) > f.max_body:
+            return "413", 413, b'{"error":"Request Entity Too Large","status":413}'
+        if rng.random() < f.whole_429:
+            return "429", 429, b'{"error":{"type":"es_rejected_execution_exception"},"status":429}'
+        if rng.random() < f.before_5xx:
+            code = rng.choice((502, 503))
+            return str(code), code, orjson.dumps({"error": "upstream unavailable", "status": code})
+        if rng.random() < f.reset_before:
+            return "reset-before", 0, None
+        lines = body.splitlines()
+        pairs = list(zip(lines[::2], lines[1::2], strict=True))
+        failed = {i for i in range(len(pairs)) if rng.random() < f.item_429}
+        kept = b"".join(a + b"\n" + s + b"\n" for i, (a, s) in enumerate(pairs) if i not in failed)
+        items: list[Any] = []
+        status = 200
+        if kept:
+            status, data, _ = await self._forward(request, kept)
+            if status != 200:
+                return "upstream", status, data
+            items = orjson.loads(data).get("items", [])
+        merged = iter(items)
+        out: list[dict[str, Any]] = [
+            {
+                "create": {
+                    "status": 429,
+                    "error": {
+                        "type": "es_rejected_execution_exception",
+                        "reason": "rejected execution (fault proxy)",
+                    },
+                }
+            }
+            if i in failed
+            else next(merged)
+            for i in range(len(pairs))
+        ]
+        answer = orjson.dumps(
+            {
+                "errors": bool(failed)
+                or any(int(next(iter(it.values())).get("status", 200)) >= 300 for it in out),
+                "items": out,
+            }
+        )
+        if rng.random() < f.after_504:
+            return "504-after", 504, b'{"message":"Gateway Timeout"}'
+        if rng.random() < f.reset_after:
+            return "reset-after", 0, None
+        if rng.random() < f.stall:
+            await asyncio.sleep(f.stall_seconds)
+            return "stall", status, answer
+        return ("item-429" if failed else "ok"), status, answer
