@@ -7,9 +7,10 @@ dead-letter; 2 usage or configuration error; 3 aborted (e.g. OpenSearch unreacha
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -191,6 +192,7 @@ def build_settings(
     password_file: Path | None = None,
     aws_auth: str | None = None,
     compress: bool = False,
+    retry_failed: bool = False,
 ) -> Settings:
     """Settings for a backfill from already-parsed option values (the environment is read here)."""
     environment = from_environment(os.environ)
@@ -239,6 +241,7 @@ def build_settings(
         workers=(os.cpu_count() or 1) if workers is None else workers,
         log_format=log_format,
         backfill_mode=backfill_mode,
+        retry_failed=retry_failed,
     )
 
 
@@ -387,6 +390,14 @@ def backfill(
     ] = 10.0,
     timeout: TimeoutOpt = 50.0,
     retry_deadline: RetryDeadlineOpt = 300.0,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            envvar=_env("RETRY_FAILED"),
+            help="Fetch again the objects an earlier run could not read at all.",
+        ),
+    ] = False,
     backfill_mode: Annotated[
         bool,
         typer.Option(
@@ -435,6 +446,7 @@ def backfill(
             password_file=password_file,
             aws_auth=aws_auth,
             compress=gzip,
+            retry_failed=retry_failed,
         )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
@@ -526,6 +538,148 @@ def setup(
         raise _fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
     typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
     typer.echo(f"ct-ingest: {retention}")
+
+
+deadletter_app = typer.Typer(
+    help="Look at and re-send what did not get indexed.", no_args_is_help=True
+)
+app.add_typer(deadletter_app, name="deadletter")
+
+DeadletterFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        envvar=_env("DEADLETTER"),
+        help="Dead-letter file (default: deadletter.jsonl in the state directory).",
+    ),
+]
+
+
+def _deadletter_path(file: Path | None) -> Path:
+    return file or default_state_dir(from_environment(os.environ)) / "deadletter.jsonl"
+
+
+@deadletter_app.command("summary")
+def deadletter_summary(
+    file: DeadletterFileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Dead-letter entries grouped by stage and reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.deadletter import read_entries, summarize
+
+    path = _deadletter_path(file)
+    groups = summarize(read_entries(path))
+    if as_json:
+        rows = [
+            {
+                "stage": g.stage,
+                "error_type": g.error_type,
+                "count": g.count,
+                "objects": len(g.objects),
+                "replayable": g.replayable,
+                "example": g.example,
+            }
+            for g in groups
+        ]
+        typer.echo(json.dumps({"file": str(path), "groups": rows}, indent=2))
+        return
+    table = Table(title=f"{sum(g.count for g in groups):,} dead-letter entries in {path}")
+    for column in ("stage", "error", "entries", "objects", "replayable", "example reason"):
+        table.add_column(
+            column, justify="right" if column in ("entries", "objects", "replayable") else "left"
+        )
+    for g in groups:
+        table.add_row(
+            g.stage,
+            g.error_type,
+            f"{g.count:,}",
+            f"{len(g.objects):,}",
+            f"{g.replayable:,}",
+            g.example,
+        )
+    Console().print(table)
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    opensearch: OpenSearchOpt,
+    file: DeadletterFileOpt = None,
+    index_prefix: IndexPrefixOpt = "cloudtrail-",
+    alias: AliasOpt = "cloudtrail",
+    timeout: TimeoutOpt = 50.0,
+    retry_deadline: RetryDeadlineOpt = 300.0,
+    insecure: InsecureOpt = False,
+    ca_certs: CaCertsOpt = None,
+    user: UserOpt = None,
+    password_file: PasswordFileOpt = None,
+    aws_auth: AwsAuthOpt = None,
+    aws_region: AwsRegionOpt = None,
+    profile: ProfileOpt = None,
+    gzip: GzipOpt = False,
+    log_format: LogFormatOpt = "auto",
+) -> None:
+    """Re-send the dead-lettered records (after fixing the template or the records); what lands
+    is removed from the file, what is still refused stays with its new reason."""
+    from ingest import cluster
+    from ingest.deadletter import replay
+    from ingest.retry import call_with_retry
+    from ingest.sink import OpenSearchBulkClient
+    from ingest.telemetry import configure_logging
+
+    configure_logging(log_format)
+    path = _deadletter_path(file)
+    try:
+        sink = SinkConfig(
+            url=opensearch,
+            index_prefix=index_prefix,
+            alias=alias,
+            timeout=timeout,
+            verify_certs=not insecure,
+            ca_certs=str(ca_certs) if ca_certs else None,
+            retry=RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4)),
+            username=user,
+            password=read_password(user, password_file),
+            aws_auth=aws_auth,
+            aws_region=aws_region,
+            aws_profile=profile,
+            compress=gzip,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    if not path.exists():
+        raise _fail(f"no dead-letter file at {path}", EXIT_CONFIG)
+
+    async def _go() -> Any:
+        client = cluster.open_client(sink)
+        try:
+            await call_with_retry(sink.retry, lambda: cluster.ping(client))
+            await cluster.ensure_template(client, sink)
+            return await replay(path, sink, OpenSearchBulkClient(client))
+        finally:
+            await client.close()
+
+    try:
+        report = asyncio.run(_go())
+    except IngestError as exc:
+        raise _fail(
+            f"replay aborted: {exc}; nothing was removed from {path}", EXIT_ABORTED
+        ) from None
+    except BaseExceptionGroup as group:
+        from ingest.pipeline import root_cause
+
+        raise _fail(
+            f"replay aborted: {root_cause(group)}; nothing was removed from {path}", EXIT_ABORTED
+        ) from None
+    typer.echo(
+        f"ct-ingest replay: {report.entries:,} entries: {report.indexed:,} indexed "
+        f"({report.already_there:,} were already there), {report.still_rejected:,} still refused, "
+        f"{report.not_replayable:,} whole objects (rerun backfill with --retry-failed); "
+        f"{report.remaining:,} left in {path}"
+    )
+    raise typer.Exit(EXIT_OK if report.still_rejected == 0 else EXIT_DEADLETTER)
 
 
 @app.command()

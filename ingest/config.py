@@ -219,6 +219,7 @@ class Settings:
     log_format: str = "auto"
     index: IndexConfig = field(default_factory=IndexConfig)
     backfill_mode: bool = True  # refresh off and no replicas while loading, restored after
+    retry_failed: bool = False  # fetch objects that failed as a whole in an earlier run again
 
     def __post_init__(self) -> None:
         if self.workers < 0:

@@ -27,9 +27,11 @@ __all__ = [
     "Document",
     "Rejected",
     "decode_object",
+    "document_for",
     "document_id",
     "exclusion_matcher",
     "shape_record",
+    "to_document",
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -259,23 +261,40 @@ def decode_object(
         return out
 
     out.records = len(records)
-    dumps = orjson.dumps
     excluded = exclusion_matcher(exclude)
     for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            reason = f"record is a {type(record).__name__}, not an object"
-            out.rejected.append(Rejected(i, "NotAnObject", reason, record))
-            continue
-        if excluded and excluded.match(f"{record.get('eventSource')}:{record.get('eventName')}"):
+        if (
+            excluded
+            and isinstance(record, dict)
+            and excluded.match(f"{record.get('eventSource')}:{record.get('eventName')}")
+        ):
             out.skipped += 1
             continue
-        try:
-            index, doc, enrich_failed = shape_record(record, index_prefix)
-        except _BadRecord as bad:
-            out.rejected.append(Rejected(i, bad.error_type, bad.reason, record))
+        made = to_document(record, index_prefix, i)
+        if isinstance(made, Rejected):
+            out.rejected.append(made)
             continue
+        doc, enrich_failed = made
         out.enrich_failed += enrich_failed
-        doc_id = document_id(record)
-        action = dumps({"create": {"_index": index, "_id": doc_id}})
-        out.documents.append(Document(doc_id, index, i, action + b"\n" + dumps(doc) + b"\n"))
+        out.documents.append(doc)
     return out
+
+
+def to_document(
+    record: Any, index_prefix: str, record_index: int
+) -> tuple[Document, bool] | Rejected:
+    """One record as a ready bulk action (and whether enrichment failed), or why it cannot be."""
+    if not isinstance(record, dict):
+        reason = f"record is a {type(record).__name__}, not an object"
+        return Rejected(record_index, "NotAnObject", reason, record)
+    try:
+        index, doc, enrich_failed = shape_record(record, index_prefix)
+    except _BadRecord as bad:
+        return Rejected(record_index, bad.error_type, bad.reason, record)
+    return document_for(document_id(record), index, record_index, doc), enrich_failed
+
+
+def document_for(doc_id: str, index: str, record_index: int, source: dict[str, Any]) -> Document:
+    """A ``create`` action for ``source`` as a Document."""
+    action = orjson.dumps({"create": {"_index": index, "_id": doc_id}})
+    return Document(doc_id, index, record_index, action + b"\n" + orjson.dumps(source) + b"\n")

@@ -141,7 +141,7 @@ class _Run:
 
     # -- listing ----------------------------------------------------------------------------
     async def _emit(self, ref: ObjectRef) -> None:
-        if self.ledger.settled(self.source, [ref]):
+        if self.ledger.settled(self.source, [ref], retry_failed=self.s.retry_failed):
             self.stats.objects_already_done += 1
             return
         await self.fetch_q.put(ref)

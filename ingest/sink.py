@@ -182,11 +182,13 @@ class BulkSink:
         holding = True  # flush() acquired our slot
         policy = self._config.retry
         pending = batch
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             for attempt in range(1, policy.attempts + 1):
                 pending = await self._send_once(pending)
-                if not pending:
-                    return
+                if not pending or loop.time() - started > policy.deadline:
+                    break
                 self.stats.item_retries += len(pending)
                 delay = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
                 _log.debug(
@@ -197,9 +199,12 @@ class BulkSink:
                 await asyncio.sleep(delay)
                 await self._acquire()
                 holding = True
+            waited = loop.time() - started
             for item in pending:
                 self._reject(
-                    item, "RetriesExhausted", f"still failing after {policy.attempts} attempts"
+                    item,
+                    "RetriesExhausted",
+                    f"still answered 429/5xx after {attempt} attempts in {waited:.0f} s",
                 )
         finally:  # no awaits here: this also runs while the task group cancels us
             if holding:
