@@ -1,25 +1,32 @@
-"""The durable checkpoint: an embedded SQLite ledger of the objects already dealt with.
+"""The durable checkpoint: an embedded SQLite ledger (WAL mode) of objects and runs.
 
-An object is written here as ``done`` only after OpenSearch acknowledged every one of its
-documents or they were dead-lettered (see ``ingest.pipeline``), and as ``failed`` when the
-object as a whole could not be read or decoded (it is in the dead-letter). A later run skips
-settled objects whose ETag is unchanged, so it downloads nothing twice. Each write is one
-transaction in WAL mode: a crash leaves either the old row or the new one.
+Per object: key, ETag, size, status and counts. ``pending`` when listed, ``in-flight`` when its
+fetch starts, ``done`` only after OpenSearch acknowledged every one of its documents or they were
+dead-lettered (see ``ingest.pipeline``), ``failed`` when the object as a whole could not be read
+or decoded (it is in the dead-letter). A later run skips settled objects (done, or failed unless
+``--retry-failed``) whose ETag is unchanged; pending and in-flight ones, left by a crash, are
+simply done again (idempotent ``_id``s make that safe). Every write is one transaction, so a
+``kill -9`` at any instruction leaves either the old row or the new one.
+
+Per run: when it started and ended, how, and its counters, for ``ct-ingest status``.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from ingest.errors import CheckpointError
 from ingest.source import ObjectRef
 
-__all__ = ["Ledger", "ObjectCounts", "Status"]
+__all__ = ["Ledger", "ObjectCounts", "RunRow", "Status"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -35,17 +42,39 @@ CREATE TABLE IF NOT EXISTS objects (
     updated_at   REAL    NOT NULL,
     PRIMARY KEY (source, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_status ON objects (source, status);
+CREATE TABLE IF NOT EXISTS runs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source       TEXT    NOT NULL,
+    host         TEXT    NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   REAL    NOT NULL,
+    updated_at   REAL    NOT NULL,
+    finished_at  REAL,
+    status       TEXT    NOT NULL,
+    listed       INTEGER NOT NULL DEFAULT 0,
+    objects_done INTEGER NOT NULL DEFAULT 0,
+    records      INTEGER NOT NULL DEFAULT 0,
+    indexed      INTEGER NOT NULL DEFAULT 0,
+    deadlettered INTEGER NOT NULL DEFAULT 0,
+    skipped      INTEGER NOT NULL DEFAULT 0,
+    bytes        INTEGER NOT NULL DEFAULT 0,
+    listing_done INTEGER NOT NULL DEFAULT 0
+);
 """
-
 
 _TOTALS = (
     "SELECT COUNT(*), COALESCE(SUM(status='done'),0), COALESCE(SUM(status='failed'),0),"
+    " COALESCE(SUM(status='in-flight'),0), COALESCE(SUM(status='pending'),0),"
     " COALESCE(SUM(records),0), COALESCE(SUM(indexed),0), COALESCE(SUM(deadlettered),0),"
-    " COALESCE(SUM(skipped),0) FROM objects"
+    " COALESCE(SUM(skipped),0), COALESCE(SUM(CASE WHEN status='done' THEN size ELSE 0 END),0)"
+    " FROM objects"
 )
 
 
 class Status(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in-flight"
     DONE = "done"
     FAILED = "failed"
 
@@ -56,6 +85,26 @@ class ObjectCounts:
     indexed: int = 0
     deadlettered: int = 0
     skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    source: str
+    host: str
+    pid: int
+    started_at: float
+    updated_at: float
+    finished_at: float | None
+    status: str
+    listed: int
+    objects_done: int
+    records: int
+    indexed: int
+    deadlettered: int
+    skipped: int
+    bytes: int
+    listing_done: int
 
 
 class Ledger:
@@ -82,15 +131,22 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
+    def _write(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"checkpoint {self.path}: {exc}") from exc
+
+    # -- objects -----------------------------------------------------------------------------
     def settled(
         self, source: str, refs: Sequence[ObjectRef], *, retry_failed: bool = False
     ) -> set[str]:
         """The keys among ``refs`` that are done (or failed, unless retried) with the same ETag."""
         if not refs:
             return set()
-        statuses = (
-            (Status.DONE.value,) if retry_failed else (Status.DONE.value, Status.FAILED.value)
-        )
+        statuses = (Status.DONE,) if retry_failed else (Status.DONE, Status.FAILED)
         found: set[str] = set()
         wanted = {r.key: r.etag for r in refs}
         keys = list(wanted)
@@ -107,6 +163,17 @@ class Ledger:
             raise CheckpointError(f"checkpoint {self.path}: {exc}") from exc
         return found
 
+    def mark(self, source: str, refs: Iterable[ObjectRef], status: Status) -> None:
+        """Note objects as in flight (replacing an earlier attempt's row), or as pending (only
+        where there is no row yet: a pending mark never hides progress)."""
+        verb = "INSERT OR IGNORE" if status is Status.PENDING else "INSERT OR REPLACE"
+        now = time.time()
+        self._write(
+            f"{verb} INTO objects (source, key, etag, size, status, updated_at)"
+            " VALUES (?,?,?,?,?,?)",
+            [(source, r.key, r.etag, r.size, status.value, now) for r in refs],
+        )
+
     def record(self, source: str, ref: ObjectRef, status: Status, counts: ObjectCounts) -> None:
         """Settle one object (replacing any earlier row for the same key)."""
         self.record_many(source, [(ref, status, counts)])
@@ -116,33 +183,82 @@ class Ledger:
     ) -> None:
         """Settle several objects in one transaction."""
         now = time.time()
-        values = [
-            (
-                source,
-                ref.key,
-                ref.etag,
-                ref.size,
-                st.value,
-                c.records,
-                c.indexed,
-                c.deadlettered,
-                c.skipped,
-                now,
-            )
-            for ref, st, c in rows
-        ]
+        self._write(
+            "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    source,
+                    ref.key,
+                    ref.etag,
+                    ref.size,
+                    st.value,
+                    c.records,
+                    c.indexed,
+                    c.deadlettered,
+                    c.skipped,
+                    now,
+                )
+                for ref, st, c in rows
+            ],
+        )
+
+    def totals(self, source: str | None = None) -> dict[str, int]:
+        """Objects by status and record counts (for status, summaries and tests)."""
+        sql = _TOTALS + (" WHERE source = ?" if source else "")
+        row = self._db.execute(sql, (source,) if source else ()).fetchone()
+        names = (
+            "objects",
+            "done",
+            "failed",
+            "in_flight",
+            "pending",
+            "records",
+            "indexed",
+            "deadlettered",
+            "skipped",
+            "bytes_done",
+        )
+        return dict(zip(names, (int(v) for v in row), strict=True))
+
+    def keys(self, source: str, status: Status) -> list[str]:
+        rows = self._db.execute(
+            "SELECT key FROM objects WHERE source = ? AND status = ? ORDER BY key",
+            (source, status.value),
+        )
+        return [k for (k,) in rows]
+
+    # -- runs --------------------------------------------------------------------------------
+    def start_run(self, source: str) -> int:
+        now = time.time()
         try:
             with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)", values
+                cur = self._db.execute(
+                    "INSERT INTO runs (source, host, pid, started_at, updated_at, status)"
+                    " VALUES (?,?,?,?,?, 'running')",
+                    (source, socket.gethostname(), os.getpid(), now, now),
                 )
         except sqlite3.Error as exc:
             raise CheckpointError(f"checkpoint {self.path}: {exc}") from exc
+        return int(cur.lastrowid or 0)
 
-    def totals(self, source: str | None = None) -> dict[str, int]:
-        """Objects and records by status (for summaries and tests)."""
-        sql = _TOTALS + (" WHERE source = ?" if source else "")
-        row = self._db.execute(sql, (source,) if source else ()).fetchone()
-        names = ("objects", "done", "failed", "records", "indexed", "deadlettered", "skipped")
-        return dict(zip(names, (int(v) for v in row), strict=True))
+    def update_run(
+        self, run_id: int, *, status: str | None = None, finished: bool = False, **counters: int
+    ) -> None:
+        sets = ["updated_at = ?"]
+        args: list[Any] = [time.time()]
+        if status:
+            sets.append("status = ?")
+            args.append(status)
+        if finished:
+            sets.append("finished_at = ?")
+            args.append(time.time())
+        for name, value in counters.items():
+            if name not in RunRow.__dataclass_fields__:
+                raise ValueError(f"no run counter {name}")
+            sets.append(f"{name} = ?")
+            args.append(value)
+        self._write(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [(*args, run_id)])  # noqa: S608 (names checked)
+
+    def last_run(self) -> RunRow | None:
+        row = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return RunRow(*row) if row else None

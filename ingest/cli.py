@@ -160,6 +160,15 @@ def read_password(user: str | None, password_file: Path | None) -> str | None:
     return os.environ.get("CT_INGEST_PASSWORD") or None
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` → (I, N)."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    return index, count
+
+
 def build_settings(
     *,
     source: str,
@@ -193,6 +202,8 @@ def build_settings(
     aws_auth: str | None = None,
     compress: bool = False,
     retry_failed: bool = False,
+    drain_seconds: float = 30.0,
+    shard: str | None = None,
 ) -> Settings:
     """Settings for a backfill from already-parsed option values (the environment is read here)."""
     environment = from_environment(os.environ)
@@ -242,6 +253,8 @@ def build_settings(
         log_format=log_format,
         backfill_mode=backfill_mode,
         retry_failed=retry_failed,
+        drain_seconds=drain_seconds,
+        shard=parse_shard(shard) if shard else None,
     )
 
 
@@ -274,6 +287,8 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
         return EXIT_ABORTED
     failed = stats.deadlettered or stats.objects_failed
     status = "finished with dead-letters" if failed else "done"
+    if stats.stopped:
+        status = "stopped"
     typer.echo(summary_line(stats, status=status))
     log.info(
         "run_done",
@@ -285,6 +300,7 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
         objects_done=stats.objects_done,
         objects_failed=stats.objects_failed,
         objects_already_done=stats.objects_already_done,
+        objects_other_shard=stats.objects_other_shard,
         already_indexed=stats.already_indexed,
         enrich_failed=stats.enrich_failed,
         bytes_fetched=stats.bytes_fetched,
@@ -298,6 +314,13 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
     )
     if failed:
         typer.echo(f"ct-ingest: dead-letter entries are in {settings.deadletter_path}", err=True)
+    if stats.stopped:
+        typer.echo(
+            "ct-ingest: stopped before the end; what was in flight is settled. "
+            "Run the same command again to resume.",
+            err=True,
+        )
+        return EXIT_ABORTED
     return EXIT_DEADLETTER if failed else EXIT_OK
 
 
@@ -390,6 +413,22 @@ def backfill(
     ] = 10.0,
     timeout: TimeoutOpt = 50.0,
     retry_deadline: RetryDeadlineOpt = 300.0,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            "--drain-seconds",
+            envvar=_env("DRAIN_SECONDS"),
+            help="On Ctrl-C/SIGTERM, time to finish the objects in flight before stopping.",
+        ),
+    ] = 30.0,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            envvar=_env("SHARD"),
+            help="I/N: take only shard I of N of the objects (one process per shard).",
+        ),
+    ] = None,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -447,6 +486,8 @@ def backfill(
             aws_auth=aws_auth,
             compress=gzip,
             retry_failed=retry_failed,
+            drain_seconds=drain_seconds,
+            shard=shard,
         )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None

@@ -220,10 +220,18 @@ class Settings:
     index: IndexConfig = field(default_factory=IndexConfig)
     backfill_mode: bool = True  # refresh off and no replicas while loading, restored after
     retry_failed: bool = False  # fetch objects that failed as a whole in an earlier run again
+    drain_seconds: float = 30.0  # on SIGINT/SIGTERM, how long to finish what is in flight
+    shard: tuple[int, int] | None = None  # (I, N): this process takes shard I of N
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (decode in-process) or more")
+        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
+            raise ConfigError(
+                f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N"
+            )
+        if self.drain_seconds < 0:
+            raise ConfigError("--drain-seconds must be 0 or more")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"--log-format {self.log_format!r}: expected auto, json or console")
 

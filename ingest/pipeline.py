@@ -16,6 +16,7 @@ import asyncio
 import multiprocessing
 import signal
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack
@@ -59,6 +60,8 @@ class RunStats:
     deadlettered: int = 0
     skipped: int = 0
     enrich_failed: int = 0
+    objects_other_shard: int = 0
+    stopped: bool = False  # a graceful stop (SIGINT/SIGTERM) ended the run early
     sink: SinkStats | None = None
     finished: float | None = None
 
@@ -138,12 +141,39 @@ class _Run:
         self.index_q: asyncio.Queue[tuple[ObjectRef, Decoded] | None] = asyncio.Queue(
             maxsize=max(2, settings.workers * 2)
         )
+        self.stopping = False
+        self.lister_task: asyncio.Task[None] | None = None
+        self._pending: list[ObjectRef] = []
+
+    def request_stop(self) -> None:
+        """Stop listing and fetching; what is already fetched is indexed and settled."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stats.stopped = True
+        if self.lister_task is not None:
+            self.lister_task.cancel()
+        while not self.fetch_q.empty():
+            self.fetch_q.get_nowait()
+        for _ in range(self.s.source.concurrency):
+            self.fetch_q.put_nowait(_DONE)
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self.ledger.mark(self.source, self._pending, Status.PENDING)
+            self._pending = []
 
     # -- listing ----------------------------------------------------------------------------
     async def _emit(self, ref: ObjectRef) -> None:
+        if self.s.shard is not None and not in_shard(ref.key, self.s.shard):
+            self.stats.objects_other_shard += 1
+            return
         if self.ledger.settled(self.source, [ref], retry_failed=self.s.retry_failed):
             self.stats.objects_already_done += 1
             return
+        self._pending.append(ref)
+        if len(self._pending) >= 256:
+            self._flush_pending()
         await self.fetch_q.put(ref)
 
     async def lister(self) -> None:
@@ -158,6 +188,7 @@ class _Run:
             retry=self.s.source.retry,
             stats=self.stats.listing,
         )
+        self._flush_pending()
         # Sentinels only on success: after a failure the task group cancels every stage, and a
         # put into a full queue in a cancelled task would wait forever.
         for _ in range(self.s.source.concurrency):
@@ -177,7 +208,8 @@ class _Run:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
 
     async def fetcher(self, remaining: list[int]) -> None:
-        while (ref := await self.fetch_q.get()) is not _DONE:
+        while (ref := await self.fetch_q.get()) is not _DONE and not self.stopping:
+            self.ledger.mark(self.source, [ref], Status.IN_FLIGHT)
             try:
                 data = await call_with_retry(self.s.source.retry, partial(self.store.get, ref))
             except SourceError as exc:
@@ -302,12 +334,17 @@ class _Run:
         )
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; the parent decides how to stop, not the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _executor(workers: int) -> ProcessPoolExecutor | None:
     if workers == 0:
         return None
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["ingest.decode"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
 
 
 async def run_backfill(
@@ -318,10 +355,12 @@ async def run_backfill(
     deadletter: DeadLetter,
     stats: RunStats | None = None,
     prepare_index: Callable[[str], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunStats:
     """Run one backfill to the end (or until a terminal failure propagates).
 
-    ``prepare_index`` is awaited once per index name before its first document is sent.
+    ``prepare_index`` is awaited once per index name before its first document is sent. Setting
+    ``stop`` stops listing and fetching; the run ends once what was fetched is settled.
     """
     stats = stats if stats is not None else RunStats()
     async with AsyncExitStack() as stack:
@@ -329,19 +368,33 @@ async def run_backfill(
         if executor is not None:
             stack.callback(executor.shutdown, wait=True, cancel_futures=True)
         run = _Run(settings, store, client, ledger, deadletter, stats, executor, prepare_index)
+        watcher = asyncio.create_task(_watch(stop, run)) if stop is not None else None
         try:
             async with asyncio.TaskGroup() as tg:
                 sink = BulkSink(client, settings.sink, tg)
                 stats.sink = sink.stats
-                tg.create_task(run.lister(), name="lister")
+                run.lister_task = tg.create_task(run.lister(), name="lister")
                 remaining = [settings.source.concurrency]
                 for i in range(settings.source.concurrency):
                     tg.create_task(run.fetcher(remaining), name=f"fetcher-{i}")
                 tg.create_task(run.indexer(sink), name="indexer")
         finally:
+            if watcher is not None:
+                watcher.cancel()
             stats.finished = time.monotonic()
             deadletter.sync()
     return stats
+
+
+async def _watch(stop: asyncio.Event, run: _Run) -> None:
+    await stop.wait()
+    run.request_stop()
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether ``key`` is in shard ``I`` of ``N`` (a stable hash, the same on every machine)."""
+    index, count = shard
+    return zlib.crc32(key.encode()) % count == index
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -352,6 +405,61 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+class _Signals:
+    """SIGINT/SIGTERM: the first stops listing and fetching and lets what is in flight finish
+    within ``drain_seconds``; the second (or the end of the drain) cancels at once."""
+
+    def __init__(self, drain_seconds: float) -> None:
+        self.stop = asyncio.Event()
+        self._drain = drain_seconds
+        self._main = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._main is None:
+            return
+        if self.stop.is_set():
+            _log.warning("stopping_now", signal=sig.name)
+            self._main.cancel()
+            return
+        _log.warning(
+            "stopping",
+            signal=sig.name,
+            drain_seconds=self._drain,
+            hint="finishing the objects in flight; send the signal again to stop at once",
+        )
+        self.stop.set()
+        self._loop.call_later(self._drain, self._main.cancel)
+
+    def close(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.remove_signal_handler(sig)
+
+
+async def _keep_run_row(ledger: Ledger, run_id: int, stats: RunStats) -> None:
+    while True:
+        await asyncio.sleep(2)
+        _save_run(ledger, run_id, stats)
+
+
+def _save_run(ledger: Ledger, run_id: int, stats: RunStats, status: str | None = None) -> None:
+    ledger.update_run(
+        run_id,
+        status=status,
+        finished=status is not None,
+        listed=stats.listing.objects,
+        listing_done=int(stats.listing.done),
+        objects_done=stats.objects_done + stats.objects_failed,
+        records=stats.records_seen,
+        indexed=stats.indexed,
+        deadlettered=stats.deadlettered,
+        skipped=stats.skipped,
+        bytes=stats.bytes_fetched,
+    )
+
+
 async def execute_backfill(
     settings: Settings, *, console: bool, ensure_template: bool = True
 ) -> RunStats:
@@ -360,12 +468,9 @@ async def execute_backfill(
     from ingest import telemetry
 
     stats = RunStats()
-    main = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    if main is not None:
-        loop.add_signal_handler(signal.SIGTERM, main.cancel)
     async with AsyncExitStack() as stack:
-        stack.callback(loop.remove_signal_handler, signal.SIGTERM)
+        signals = _Signals(settings.drain_seconds)
+        stack.callback(signals.close)
         ledger = stack.enter_context(Ledger(settings.state_path))
         deadletter = DeadLetter(settings.deadletter_path)
         stack.callback(deadletter.close)
@@ -378,6 +483,9 @@ async def execute_backfill(
         if ensure_template:
             await cluster.ensure_template(os_client, settings.sink)
         mode = cluster.BackfillMode(os_client) if settings.backfill_mode else None
+        run_id = ledger.start_run(store.name)
+        keeper = asyncio.create_task(_keep_run_row(ledger, run_id, stats))
+        outcome = "aborted"
         try:
             async with telemetry.progress(stats, enabled=console):
                 await run_backfill(
@@ -388,8 +496,12 @@ async def execute_backfill(
                     deadletter,
                     stats,
                     prepare_index=mode.prepare if mode else None,
+                    stop=signals.stop,
                 )
+            outcome = "stopped" if stats.stopped else "done"
         finally:
+            keeper.cancel()
+            _save_run(ledger, run_id, stats, outcome)
             if mode is not None:
                 await _restore(mode)
     return stats

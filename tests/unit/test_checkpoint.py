@@ -17,15 +17,18 @@ class TestLedger:
             ledger.record(SRC, ref, Status.DONE, ObjectCounts(records=3, indexed=3))
         with Ledger(tmp_path / "l.sqlite") as ledger:
             assert {"a.json.gz"} == ledger.settled(SRC, [ref, ObjectRef("b", "e", 1)])
-            assert ledger.totals() == {
+            assert {
                 "objects": 1,
                 "done": 1,
                 "failed": 0,
+                "in_flight": 0,
+                "pending": 0,
                 "records": 3,
                 "indexed": 3,
                 "deadlettered": 0,
                 "skipped": 0,
-            }
+                "bytes_done": 10,
+            } == ledger.totals()
 
     def test_changed_etag_is_redone(self, tmp_path: Path) -> None:
         """An object whose ETag changed is not settled."""
@@ -53,3 +56,26 @@ class TestLedger:
         with Ledger(tmp_path / "l.sqlite") as ledger:
             ledger.record_many(SRC, [(r, Status.DONE, ObjectCounts()) for r in refs[::2]])
             assert {r.key for r in refs[::2]} == ledger.settled(SRC, refs)
+
+
+class TestStatuses:
+    def test_pending_never_hides_progress(self, tmp_path: Path) -> None:
+        """A pending mark does not overwrite an in-flight or done row; in-flight replaces."""
+        a, b = ObjectRef("a", "e", 1), ObjectRef("b", "e", 2)
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            ledger.mark(SRC, [a], Status.IN_FLIGHT)
+            ledger.record(SRC, b, Status.DONE, ObjectCounts(records=1, indexed=1))
+            ledger.mark(SRC, [a, b, ObjectRef("c", "e", 3)], Status.PENDING)
+            totals = ledger.totals(SRC)
+            assert (1, 1, 1) == (totals["in_flight"], totals["done"], totals["pending"])
+            assert set() == ledger.settled(SRC, [a])  # in flight at a crash: redone
+
+    def test_runs_are_recorded(self, tmp_path: Path) -> None:
+        """A run row starts as running and ends with its status and counters."""
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            run = ledger.start_run(SRC)
+            ledger.update_run(run, status="stopped", finished=True, indexed=5, listed=3)
+            last = ledger.last_run()
+            assert last is not None
+            assert ("stopped", 5, 3) == (last.status, last.indexed, last.listed)
+            assert last.finished_at is not None
