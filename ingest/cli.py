@@ -581,6 +581,205 @@ def setup(
     typer.echo(f"ct-ingest: {retention}")
 
 
+@app.command()
+def status(
+    state: Annotated[
+        Path | None, typer.Option("--state", envvar=_env("STATE"), help="Checkpoint ledger.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Progress of the last (or running) backfill, from the checkpoint ledger."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.checkpoint import Ledger
+
+    path = state or default_state_dir(from_environment(os.environ)) / "ledger.sqlite"
+    if not path.exists():
+        raise _fail(f"no checkpoint ledger at {path}", EXIT_CONFIG)
+    with Ledger(path) as ledger:
+        run = ledger.last_run()
+        totals = ledger.totals(run.source if run else None)
+    info: dict[str, Any] = {"ledger": str(path), "objects": totals}
+    if run is not None:
+        end = run.finished_at or (run.updated_at if run.status != "running" else time.time())
+        elapsed = max(end - run.started_at, 1e-6)
+        remaining = totals["pending"] + totals["in_flight"]
+        obj_rate = run.objects_done / elapsed
+        eta = None
+        if run.status == "running" and run.listing_done and obj_rate > 0:
+            eta = round(remaining / obj_rate)
+        info["run"] = {
+            "id": run.id,
+            "source": run.source,
+            "host": run.host,
+            "pid": run.pid,
+            "status": run.status,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started_at)),
+            "seconds": round(elapsed, 1),
+            "listed": run.listed,
+            "listing_done": bool(run.listing_done),
+            "objects_done": run.objects_done,
+            "records": run.records,
+            "indexed": run.indexed,
+            "deadlettered": run.deadlettered,
+            "skipped": run.skipped,
+            "bytes": run.bytes,
+            "events_per_second": round(run.records / elapsed, 1),
+            "eta_seconds": eta,
+        }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    table = Table(title=f"ct-ingest status ({path})", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "objects done / in flight / pending / failed",
+        " / ".join(f"{totals[k]:,}" for k in ("done", "in_flight", "pending", "failed")),
+    )
+    table.add_row(
+        "events indexed / dead-lettered / skipped (all runs)",
+        f"{totals['indexed']:,} / {totals['deadlettered']:,} / {totals['skipped']:,}",
+    )
+    table.add_row("bytes of settled objects", f"{totals['bytes_done'] / 1e6:,.1f} MB")
+    if "run" in info:
+        r = info["run"]
+        table.add_row(
+            "last run",
+            f"#{r['id']} {r['status']} on {r['host']} (pid {r['pid']}), started {r['started']}",
+        )
+        table.add_row("source", r["source"])
+        table.add_row(
+            "this run: objects, events, MB",
+            f"{r['objects_done']:,} of {r['listed']:,} listed, {r['records']:,}, "
+            f"{r['bytes'] / 1e6:,.1f}",
+        )
+        table.add_row("rate", f"{r['events_per_second']:,.0f} events/s")
+        eta_text = "listing..." if r["status"] == "running" and not r["listing_done"] else "-"
+        table.add_row(
+            "ETA", f"{r['eta_seconds']:,} s" if r["eta_seconds"] is not None else eta_text
+        )
+    Console().print(table)
+
+
+@app.command()
+def verify(
+    source: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX] or a local directory.")],
+    opensearch: OpenSearchOpt,
+    state: Annotated[
+        Path | None, typer.Option("--state", envvar=_env("STATE"), help="Checkpoint ledger.")
+    ] = None,
+    deadletter: Annotated[
+        Path | None,
+        typer.Option("--deadletter", envvar=_env("DEADLETTER"), help="Dead-letter file."),
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", envvar=_env("SINCE"))] = None,
+    until: Annotated[str | None, typer.Option("--until", envvar=_env("UNTIL"))] = None,
+    account: Annotated[list[str] | None, typer.Option("--account", envvar=_env("ACCOUNT"))] = None,
+    region: Annotated[list[str] | None, typer.Option("--region", envvar=_env("REGION"))] = None,
+    include_insight: Annotated[bool, typer.Option("--include-insight")] = False,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", envvar=_env("EXCLUDE"))] = None,
+    shard: Annotated[str | None, typer.Option("--shard", envvar=_env("SHARD"))] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", envvar=_env("CONCURRENCY"))] = 32,
+    profile: ProfileOpt = None,
+    aws_region: AwsRegionOpt = None,
+    user: UserOpt = None,
+    password_file: PasswordFileOpt = None,
+    aws_auth: AwsAuthOpt = None,
+    index_prefix: IndexPrefixOpt = "cloudtrail-",
+    alias: AliasOpt = "cloudtrail",
+    timeout: TimeoutOpt = 50.0,
+    retry_deadline: RetryDeadlineOpt = 300.0,
+    insecure: InsecureOpt = False,
+    ca_certs: CaCertsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON report.")] = False,
+    log_format: LogFormatOpt = "auto",
+) -> None:
+    """Reconcile the source against the index, object by object; exit 0 only when they match."""
+    from ingest.telemetry import configure_logging
+    from ingest.verify import verify as run_verify
+
+    configure_logging(log_format)
+    try:
+        settings = build_settings(
+            source=source,
+            opensearch=opensearch,
+            state=state,
+            deadletter=deadletter,
+            since=since,
+            until=until,
+            accounts=account or [],
+            regions=region or [],
+            include_insight=include_insight,
+            exclude=exclude or [],
+            concurrency=concurrency,
+            workers=0,
+            profile=profile,
+            aws_region=aws_region,
+            index_prefix=index_prefix,
+            alias=alias,
+            bulk_mib=5.0,
+            max_bulk_mib=9.0,
+            max_in_flight=4,
+            timeout=timeout,
+            insecure=insecure,
+            ca_certs=ca_certs,
+            log_format=log_format,
+            retry_deadline=retry_deadline,
+            user=user,
+            password_file=password_file,
+            aws_auth=aws_auth,
+            shard=shard,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    try:
+        report = asyncio.run(run_verify(settings))
+    except IngestError as exc:
+        raise _fail(f"verify aborted: {exc}", EXIT_ABORTED) from None
+    except BaseExceptionGroup as group:
+        from ingest.pipeline import root_cause
+
+        raise _fail(f"verify aborted: {root_cause(group)}", EXIT_ABORTED) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "objects": report.objects,
+                    "records": report.records,
+                    "expected": report.expected,
+                    "found": report.found,
+                    "missing": report.missing,
+                    "unexpected": report.unexpected,
+                    "deadlettered_records": report.deadlettered_records,
+                    "deadlettered_objects": report.deadlettered_objects,
+                    "skipped": report.skipped,
+                    "problems": [p.__dict__ for p in report.problems],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for p in report.problems[:50]:
+            what = p.unreadable or (
+                f"{len(p.missing)} missing ({', '.join(p.missing[:3])}...)" if p.missing else ""
+            ) + (f" {len(p.unexpected)} unexpected" if p.unexpected else "")
+            typer.echo(f"  {p.key}: {what}")
+        verdict = "match" if report.ok else "MISMATCH"
+        typer.echo(
+            f"ct-ingest verify: {verdict}: {report.objects:,} objects, {report.records:,} records: "
+            f"{report.found:,} of {report.expected:,} expected documents found, "
+            f"{report.missing:,} missing, {report.unexpected:,} unexpected; dead-lettered "
+            f"{report.deadlettered_records:,} records and {report.deadlettered_objects:,} objects; "
+            f"skipped by rule {report.skipped:,}"
+        )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_DEADLETTER)
+
+
 deadletter_app = typer.Typer(
     help="Look at and re-send what did not get indexed.", no_args_is_help=True
 )

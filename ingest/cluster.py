@@ -122,7 +122,7 @@ def _translate(exc: Exception, what: str) -> Exception:
         status = exc.status_code if isinstance(exc.status_code, int) else 0
         if status in (429, 502, 503, 504):
             return SinkUnavailable(f"{what}: HTTP {status}")
-        return SinkError(f"{what}: HTTP {status}: {str(exc.info)[:300]}")
+        return SinkError(f"{what}: HTTP {status}: {str(exc.info or exc.error)[:300]}")
     return exc
 
 
@@ -228,7 +228,7 @@ class BackfillMode:
             else:
                 await self._client.indices.create(index=index, body={"settings": self.FAST})
         except TransportError as exc:
-            if exc.error != "resource_already_exists_exception":
+            if "resource_already_exists_exception" not in str(exc.error):
                 raise _translate(exc, f"backfill settings for {index}") from exc
             await self._client.indices.put_settings(index=index, body=self.FAST)
         except Exception as exc:

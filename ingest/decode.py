@@ -25,11 +25,14 @@ from ingest.enrich import enrich
 __all__ = [
     "Decoded",
     "Document",
+    "Expected",
     "Rejected",
     "decode_object",
     "document_for",
     "document_id",
     "exclusion_matcher",
+    "expected_documents",
+    "index_name",
     "shape_record",
     "to_document",
 ]
@@ -195,7 +198,15 @@ def clean_payload_keys(doc: dict[str, Any]) -> list[str]:
     return renamed
 
 
-def shape_record(record: dict[str, Any], index_prefix: str) -> tuple[str, dict[str, Any], bool]:
+def index_name(record: dict[str, Any], index_prefix: str) -> str:
+    """The monthly index of a record (raises ``_BadRecord`` without a usable eventTime)."""
+    _, when = _event_time(record)
+    return f"{index_prefix}{when.year:04d}.{when.month:02d}"
+
+
+def shape_record(
+    record: dict[str, Any], index_prefix: str, object_key: str | None = None
+) -> tuple[str, dict[str, Any], bool]:
     """The index name, the enriched document, and whether enrichment had a failure (raises
     ``_BadRecord`` when the record cannot be indexed at all)."""
     stamp, when = _event_time(record)
@@ -207,6 +218,8 @@ def shape_record(record: dict[str, Any], index_prefix: str) -> tuple[str, dict[s
     coerced = guard_shapes(doc) + clean_payload_keys(doc)
     if coerced:
         extra.ct["coerced"] = coerced
+    if object_key is not None:
+        extra.ct["object"] = object_key
     doc["ct"] = extra.ct
     doc.update(extra.ecs)
     return f"{index_prefix}{when.year:04d}.{when.month:02d}", doc, bool(extra.errors)
@@ -270,7 +283,7 @@ def decode_object(
         ):
             out.skipped += 1
             continue
-        made = to_document(record, index_prefix, i)
+        made = to_document(record, index_prefix, i, key)
         if isinstance(made, Rejected):
             out.rejected.append(made)
             continue
@@ -281,14 +294,14 @@ def decode_object(
 
 
 def to_document(
-    record: Any, index_prefix: str, record_index: int
+    record: Any, index_prefix: str, record_index: int, object_key: str | None = None
 ) -> tuple[Document, bool] | Rejected:
     """One record as a ready bulk action (and whether enrichment failed), or why it cannot be."""
     if not isinstance(record, dict):
         reason = f"record is a {type(record).__name__}, not an object"
         return Rejected(record_index, "NotAnObject", reason, record)
     try:
-        index, doc, enrich_failed = shape_record(record, index_prefix)
+        index, doc, enrich_failed = shape_record(record, index_prefix, object_key)
     except _BadRecord as bad:
         return Rejected(record_index, bad.error_type, bad.reason, record)
     return document_for(document_id(record), index, record_index, doc), enrich_failed
@@ -298,3 +311,43 @@ def document_for(doc_id: str, index: str, record_index: int, source: dict[str, A
     """A ``create`` action for ``source`` as a Document."""
     action = orjson.dumps({"create": {"_index": index, "_id": doc_id}})
     return Document(doc_id, index, record_index, action + b"\n" + orjson.dumps(source) + b"\n")
+
+
+@dataclass(slots=True)
+class Expected:
+    """What indexing an object should have produced, without building the documents."""
+
+    key: str
+    ids: list[tuple[str, str, int]] = field(default_factory=list)  # (index, _id, record index)
+    rejected: list[int] = field(default_factory=list)  # record indices that cannot be indexed
+    skipped: int = 0
+    failed: str | None = None  # why the object as a whole cannot be read
+
+
+def expected_documents(
+    key: str, data: bytes, *, index_prefix: str = "cloudtrail-", exclude: tuple[str, ...] = ()
+) -> Expected:
+    """The (index, _id) every record of an object maps to, by the same rules as
+    :func:`decode_object` but without enrichment: the ground truth ``ct-ingest verify`` uses."""
+    out = Expected(key)
+    try:
+        body, _ = _load_json(key, data)
+        records = body.get("Records") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            raise _BadRecord("NoRecords", "no Records array")
+    except _BadRecord as bad:
+        out.failed = f"{bad.error_type}: {bad.reason}"
+        return out
+    excluded = exclusion_matcher(exclude)
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            out.rejected.append(i)
+            continue
+        if excluded and excluded.match(f"{record.get('eventSource')}:{record.get('eventName')}"):
+            out.skipped += 1
+            continue
+        try:
+            out.ids.append((index_name(record, index_prefix), document_id(record), i))
+        except _BadRecord:
+            out.rejected.append(i)
+    return out

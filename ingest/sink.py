@@ -314,7 +314,7 @@ class OpenSearchBulkClient:
                 raise SinkUnavailable(f"bulk: HTTP {status}") from exc
             if status == 413:
                 raise TooLarge(f"bulk: HTTP 413 for {len(body)} bytes") from exc
-            raise SinkError(f"bulk: HTTP {status}: {str(exc.info)[:300]}") from exc
+            raise SinkError(f"bulk: HTTP {status}: {str(exc.info or exc.error)[:300]}") from exc
         except TimeoutError as exc:
             raise SinkUnavailable("bulk: timed out") from exc
         return answer
