@@ -220,6 +220,15 @@ class Ledger:
         )
         return dict(zip(names, (int(v) for v in row), strict=True))
 
+    def newest_settled(self, source: str, prefix: str) -> str | None:
+        """The last (in key order, so in time) settled key under ``prefix``: where tail resumes."""
+        row = self._db.execute(
+            "SELECT MAX(key) FROM objects WHERE source = ? AND key >= ? AND key < ?"
+            " AND status IN ('done', 'failed')",
+            (source, prefix, prefix + "\uffff"),
+        ).fetchone()
+        return row[0] if row and row[0] else None
+
     def keys(self, source: str, status: Status) -> list[str]:
         rows = self._db.execute(
             "SELECT key FROM objects WHERE source = ? AND status = ? ORDER BY key",

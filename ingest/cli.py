@@ -258,8 +258,8 @@ def build_settings(
     )
 
 
-def run_and_report(settings: Settings, *, console: bool) -> int:
-    """Run a backfill, print the summary line, and return the exit code."""
+def run_and_report(settings: Settings, *, console: bool, tail: Any = None) -> int:
+    """Run a backfill (or a tail), print the summary line, and return the exit code."""
     import structlog
 
     from ingest.pipeline import RunStats, execute_backfill, root_cause
@@ -268,7 +268,7 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
     log = structlog.get_logger("ingest.cli")
     stats: RunStats | None = None
     try:
-        stats = asyncio.run(execute_backfill(settings, console=console))
+        stats = asyncio.run(execute_backfill(settings, console=console, tail=tail))
     except (KeyboardInterrupt, asyncio.CancelledError):
         typer.echo("ct-ingest: interrupted; run the same command again to resume", err=True)
         return EXIT_ABORTED
@@ -314,6 +314,8 @@ def run_and_report(settings: Settings, *, console: bool) -> int:
     )
     if failed:
         typer.echo(f"ct-ingest: dead-letter entries are in {settings.deadletter_path}", err=True)
+    if stats.stopped and tail is not None:
+        return EXIT_OK  # a tail ends by being stopped; what was in flight is settled
     if stats.stopped:
         typer.echo(
             "ct-ingest: stopped before the end; what was in flight is settled. "
@@ -579,6 +581,165 @@ def setup(
         raise _fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
     typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
     typer.echo(f"ct-ingest: {retention}")
+
+
+@app.command()
+def tail(
+    source: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX] (or a local directory).")],
+    opensearch: OpenSearchOpt,
+    state: Annotated[
+        Path | None, typer.Option("--state", envvar=_env("STATE"), help="Checkpoint ledger.")
+    ] = None,
+    deadletter: Annotated[
+        Path | None,
+        typer.Option("--deadletter", envvar=_env("DEADLETTER"), help="Dead-letter file."),
+    ] = None,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval", envvar=_env("POLL_INTERVAL"), help="Seconds between polls."
+        ),
+    ] = 60.0,
+    rediscover_minutes: Annotated[
+        float,
+        typer.Option(
+            "--rediscover-minutes",
+            envvar=_env("REDISCOVER_MINUTES"),
+            help="How often to look for new accounts and regions.",
+        ),
+    ] = 10.0,
+    rewind_minutes: Annotated[
+        float,
+        typer.Option(
+            "--rewind-minutes",
+            envvar=_env("REWIND_MINUTES"),
+            help="Re-list this far behind the newest settled file (late deliveries).",
+        ),
+    ] = 20.0,
+    sqs_queue_url: Annotated[
+        str | None,
+        typer.Option(
+            "--sqs-queue-url",
+            envvar=_env("SQS_QUEUE_URL"),
+            help="Consume S3 event notifications from this queue instead of polling.",
+        ),
+    ] = None,
+    sqs_wait_seconds: Annotated[
+        int, typer.Option("--sqs-wait-seconds", envvar=_env("SQS_WAIT_SECONDS"))
+    ] = 20,
+    sqs_visibility: Annotated[
+        int,
+        typer.Option(
+            "--sqs-visibility",
+            envvar=_env("SQS_VISIBILITY"),
+            help="Visibility timeout, extended while an object is processed.",
+        ),
+    ] = 300,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar=_env("METRICS_PORT"),
+            help="Serve /metrics (Prometheus) and /healthz on this port.",
+        ),
+    ] = None,
+    unhealthy_after: Annotated[
+        float,
+        typer.Option(
+            "--unhealthy-after",
+            envvar=_env("UNHEALTHY_AFTER"),
+            help="/healthz fails when S3 or OpenSearch are unreachable this long.",
+        ),
+    ] = 120.0,
+    account: Annotated[list[str] | None, typer.Option("--account", envvar=_env("ACCOUNT"))] = None,
+    region: Annotated[list[str] | None, typer.Option("--region", envvar=_env("REGION"))] = None,
+    include_insight: Annotated[bool, typer.Option("--include-insight")] = False,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", envvar=_env("EXCLUDE"))] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", envvar=_env("CONCURRENCY"))] = 16,
+    workers: Annotated[int | None, typer.Option("--workers", envvar=_env("WORKERS"))] = None,
+    profile: ProfileOpt = None,
+    aws_region: AwsRegionOpt = None,
+    user: UserOpt = None,
+    password_file: PasswordFileOpt = None,
+    aws_auth: AwsAuthOpt = None,
+    gzip: GzipOpt = False,
+    index_prefix: IndexPrefixOpt = "cloudtrail-",
+    alias: AliasOpt = "cloudtrail",
+    timeout: TimeoutOpt = 50.0,
+    retry_deadline: Annotated[
+        float,
+        typer.Option(
+            "--retry-deadline",
+            envvar=_env("RETRY_DEADLINE"),
+            help="Keep retrying an unreachable OpenSearch this long (tail: a day).",
+        ),
+    ] = 86_400.0,
+    drain_seconds: Annotated[
+        float, typer.Option("--drain-seconds", envvar=_env("DRAIN_SECONDS"))
+    ] = 30.0,
+    insecure: InsecureOpt = False,
+    ca_certs: CaCertsOpt = None,
+    log_format: LogFormatOpt = "auto",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Keep the index current: poll the bucket (or read S3 notifications from SQS) until stopped."""
+    from datetime import timedelta
+
+    from ingest.tail import TailConfig
+    from ingest.telemetry import configure_logging
+
+    try:
+        settings = build_settings(
+            source=source,
+            opensearch=opensearch,
+            state=state,
+            deadletter=deadletter,
+            since=None,
+            until=None,
+            accounts=account or [],
+            regions=region or [],
+            include_insight=include_insight,
+            exclude=exclude or [],
+            concurrency=concurrency,
+            workers=workers,
+            profile=profile,
+            aws_region=aws_region,
+            index_prefix=index_prefix,
+            alias=alias,
+            bulk_mib=5.0,
+            max_bulk_mib=9.0,
+            max_in_flight=4,
+            timeout=timeout,
+            insecure=insecure,
+            ca_certs=ca_certs,
+            log_format=log_format,
+            retry_deadline=retry_deadline,
+            backfill_mode=False,
+            user=user,
+            password_file=password_file,
+            aws_auth=aws_auth,
+            compress=gzip,
+            drain_seconds=drain_seconds,
+        )
+        if sqs_queue_url and not source.startswith("s3://"):
+            raise ConfigError("--sqs-queue-url needs an s3:// source")
+        if poll_interval <= 0 or rewind_minutes < 0:
+            raise ConfigError("--poll-interval must be positive and --rewind-minutes not negative")
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    config = TailConfig(
+        poll_interval=poll_interval,
+        rewind=timedelta(minutes=rewind_minutes),
+        rediscover_seconds=rediscover_minutes * 60,
+        sqs_queue_url=sqs_queue_url,
+        sqs_endpoint_url=from_environment(os.environ).sqs_endpoint_url,
+        sqs_wait_seconds=sqs_wait_seconds,
+        sqs_visibility=sqs_visibility,
+        metrics_port=metrics_port,
+        unhealthy_after=unhealthy_after,
+    )
+    configure_logging(settings.log_format, verbose=verbose)
+    raise typer.Exit(run_and_report(settings, console=False, tail=config))  # no total: no bar
 
 
 @app.command()

@@ -241,15 +241,19 @@ class Environment:
     """The standard variables of other tools that ct-ingest honours."""
 
     s3_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
     state_home: Path | None = None
 
 
 def from_environment(env: Mapping[str, str]) -> Environment:
     """Read the few standard variables we honour; the CLI passes ``os.environ``."""
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    sqs = env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL") or None
     state_home = env.get("XDG_STATE_HOME")
     return Environment(
-        s3_endpoint_url=endpoint, state_home=Path(state_home) if state_home else None
+        s3_endpoint_url=endpoint,
+        sqs_endpoint_url=sqs,
+        state_home=Path(state_home) if state_home else None,
     )
 
 

@@ -70,6 +70,7 @@ class Decoded:
     records: int = 0
     skipped: int = 0
     enrich_failed: int = 0  # documents indexed with ct.enrich_errors
+    newest_event: str = ""  # the newest eventTime among the documents
     json_bytes: int = 0
     failed: bool = False
 
@@ -290,6 +291,9 @@ def decode_object(
         doc, enrich_failed = made
         out.enrich_failed += enrich_failed
         out.documents.append(doc)
+        stamp = record["eventTime"]
+        if stamp > out.newest_event:
+            out.newest_event = stamp
     return out
 
 

@@ -40,6 +40,7 @@ class Faults:
     stall: float = 0.0  # applied, then no answer for stall_seconds
     stall_seconds: float = 0.0
     seconds_per_mib: float = 0.0  # added latency, in proportion to the body size
+    down: bool = False  # every request, bulk or not, answered 503: the cluster is unreachable
 
 
 @dataclass
@@ -124,6 +125,12 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if self.faults.down:
+            return web.Response(
+                status=503,
+                body=b'{"error":"down (fault proxy)","status":503}',
+                content_type="application/json",
+            )
         compressed = request.headers.get("Content-Encoding") == "gzip"
         if compressed and body[:2] == b"\x1f\x8b":  # aiohttp usually inflates it already
             body = gzip.decompress(body)

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 
 import structlog
 
@@ -22,7 +23,14 @@ from ingest.layout import AWSLOGS, Level, TrailKind, is_account, is_org, is_regi
 from ingest.retry import RetryPolicy, call_with_retry
 from ingest.source import ObjectRef, ObjectStore, Page
 
-__all__ = ["ListingStats", "list_log_objects"]
+__all__ = [
+    "Emit",
+    "ListingStats",
+    "RegionPrefix",
+    "list_day",
+    "list_log_objects",
+    "list_region_prefixes",
+]
 
 _log = structlog.get_logger("ingest.listing")
 
@@ -134,6 +142,85 @@ def _start(prefix: str, f: Filters) -> tuple[str, _Where] | None:
     return base, where
 
 
+@dataclass(frozen=True, slots=True)
+class RegionPrefix:
+    """Where one account's trail writes for one region: ``.../CloudTrail/REGION/``."""
+
+    prefix: str
+    account: str
+    region: str
+
+
+class _Walker:
+    """Lists the tree level by level with a bounded number of requests in flight."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        filters: Filters,
+        concurrency: int,
+        retry: RetryPolicy | None,
+        stats: ListingStats,
+    ) -> None:
+        self.store, self.filters, self.stats = store, filters, stats
+        self.policy = retry or RetryPolicy()
+        self.gate = asyncio.Semaphore(concurrency)
+
+    async def page(self, p: str, delimiter: str | None, token: str | None) -> Page:
+        async with self.gate:
+            self.stats.list_calls += 1
+            return await call_with_retry(
+                self.policy, lambda: self.store.list_page(p, delimiter=delimiter, token=token)
+            )
+
+    async def walk(
+        self, prefix: str, stop_at: Level, leaf: Callable[[str, _Where], Awaitable[None]]
+    ) -> None:
+        """Descend from ``prefix`` and call ``leaf`` for every prefix at level ``stop_at``."""
+
+        async def down(p: str, where: _Where, tg: asyncio.TaskGroup) -> None:
+            if where.level is stop_at:
+                await leaf(p, where)
+                return
+            token: str | None = None
+            while True:
+                pg = await self.page(p, "/", token)
+                for ref in pg.objects:  # keys beside the tree (ConfigWritabilityCheckFile, ...)
+                    self.stats.skip(ref.key, prefix=False)
+                for child in pg.prefixes:
+                    nxt = _descend(where, child[len(p) :].rstrip("/"), self.filters)
+                    if nxt is False:
+                        self.stats.skip(child, prefix=True)
+                    elif isinstance(nxt, _Where):
+                        tg.create_task(down(child, nxt, tg))
+                token = pg.next_token
+                if not token:
+                    return
+
+        start = _start(prefix, self.filters)
+        if start is not None:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(down(start[0], start[1], tg))
+
+
+async def list_region_prefixes(
+    store: ObjectStore,
+    prefix: str,
+    filters: Filters,
+    *,
+    concurrency: int = 32,
+    retry: RetryPolicy | None = None,
+) -> list[RegionPrefix]:
+    """Every account/region the trail writes to under ``prefix`` (what ``tail`` polls)."""
+    found: list[RegionPrefix] = []
+
+    async def leaf(p: str, where: _Where) -> None:
+        found.append(RegionPrefix(p, where.account or "", p.rstrip("/").rsplit("/", 1)[-1]))
+
+    await _Walker(store, filters, concurrency, retry, ListingStats()).walk(prefix, Level.YEAR, leaf)
+    return sorted(found, key=lambda r: r.prefix)
+
+
 async def list_log_objects(
     store: ObjectStore,
     prefix: str,
@@ -146,57 +233,8 @@ async def list_log_objects(
 ) -> ListingStats:
     """Walk the CloudTrail tree under ``prefix`` and ``emit`` every log file the filters keep."""
     stats = stats if stats is not None else ListingStats()
-    policy = retry or RetryPolicy()
-    gate = asyncio.Semaphore(concurrency)
-
-    async def page(p: str, delimiter: str | None, token: str | None) -> Page:
-        async with gate:
-            stats.list_calls += 1
-            return await call_with_retry(
-                policy, lambda: store.list_page(p, delimiter=delimiter, token=token)
-            )
-
-    async def files(p: str) -> None:
-        stats.day_prefixes += 1
-        token: str | None = None
-        while True:
-            pg = await page(p, None, token)
-            for ref in pg.objects:
-                log_key = parse_log_key(ref.key)
-                if log_key is None or "/" in ref.key[len(p) :]:
-                    stats.skip(ref.key, prefix=False)
-                    continue
-                stats.objects += 1
-                stats.bytes += ref.size
-                await emit(ref)
-            token = pg.next_token
-            if not token:
-                return
-
-    async def walk(p: str, where: _Where, tg: asyncio.TaskGroup) -> None:
-        if where.level is Level.FILE:
-            await files(p)
-            return
-        token: str | None = None
-        while True:
-            pg = await page(p, "/", token)
-            for ref in pg.objects:  # keys beside the tree (ConfigWritabilityCheckFile, ...)
-                stats.skip(ref.key, prefix=False)
-            for child in pg.prefixes:
-                segment = child[len(p) :].rstrip("/")
-                nxt = _descend(where, segment, filters)
-                if nxt is False:
-                    stats.skip(child, prefix=True)
-                elif isinstance(nxt, _Where):
-                    tg.create_task(walk(child, nxt, tg))
-            token = pg.next_token
-            if not token:
-                return
-
-    start = _start(prefix, filters)
-    if start is not None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(walk(start[0], start[1], tg))
+    walker = _Walker(store, filters, concurrency, retry, stats)
+    await walker.walk(prefix, Level.FILE, partial(_files, walker, emit))
     stats.done = True
     _log.info(
         "listing_done",
@@ -208,3 +246,45 @@ async def list_log_objects(
         skipped_prefixes=stats.skipped_prefixes,
     )
     return stats
+
+
+async def _files(
+    walker: _Walker, emit: Emit, p: str, where: _Where, *, start_after: str | None = None
+) -> None:
+    """Emit the log files directly under the day prefix ``p``."""
+    stats = walker.stats
+    stats.day_prefixes += 1
+    token: str | None = None
+    while True:
+        async with walker.gate:
+            stats.list_calls += 1
+            pg = await call_with_retry(
+                walker.policy,
+                partial(
+                    walker.store.list_page, p, delimiter=None, token=token, start_after=start_after
+                ),
+            )
+        for ref in pg.objects:
+            if parse_log_key(ref.key) is None or "/" in ref.key[len(p) :]:
+                stats.skip(ref.key, prefix=False)
+                continue
+            stats.objects += 1
+            stats.bytes += ref.size
+            await emit(ref)
+        token = pg.next_token
+        if not token:
+            return
+
+
+async def list_day(
+    store: ObjectStore,
+    day_prefix: str,
+    emit: Emit,
+    *,
+    start_after: str | None = None,
+    retry: RetryPolicy | None = None,
+    stats: ListingStats | None = None,
+) -> None:
+    """Emit the log files of one day prefix, after ``start_after`` (``tail``'s polling)."""
+    walker = _Walker(store, Filters(), 1, retry, stats if stats is not None else ListingStats())
+    await _files(walker, emit, day_prefix, _Where(Level.FILE), start_after=start_after)

@@ -13,6 +13,7 @@ indexed + dead-lettered + skipped by rule.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
 import time
@@ -22,6 +23,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import orjson
 import structlog
@@ -32,15 +34,18 @@ from ingest.config import S3Location, Settings
 from ingest.deadletter import DeadLetter
 from ingest.decode import Decoded, Document, decode_object
 from ingest.errors import SourceError
-from ingest.listing import ListingStats, list_log_objects
+from ingest.listing import Emit, ListingStats, list_log_objects
 from ingest.retry import call_with_retry
 from ingest.sink import BulkClient, BulkSink, OpenSearchBulkClient, Outcome, SinkStats
 from ingest.source import ObjectRef, ObjectStore
 
-__all__ = ["RunStats", "execute_backfill", "root_cause", "run_backfill"]
+__all__ = ["Emit", "Produce", "RunStats", "execute_backfill", "root_cause", "run_backfill"]
 
 _log = structlog.get_logger("ingest.pipeline")
 _DONE = None  # queue sentinel
+
+# A producer hands objects to the pipeline through ``emit`` and returns when it has no more.
+Produce = Callable[[Emit], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -61,6 +66,7 @@ class RunStats:
     skipped: int = 0
     enrich_failed: int = 0
     objects_other_shard: int = 0
+    newest_event: str = ""  # the newest eventTime indexed (ISO-8601, compares as text)
     stopped: bool = False  # a graceful stop (SIGINT/SIGTERM) ended the run early
     sink: SinkStats | None = None
     finished: float | None = None
@@ -144,6 +150,26 @@ class _Run:
         self.stopping = False
         self.lister_task: asyncio.Task[None] | None = None
         self._pending: list[ObjectRef] = []
+        self.in_progress: dict[str, ObjectRef] = {}  # emitted and not yet settled
+        self.produce: Produce = self._list
+        self.on_settled: Callable[[ObjectRef], None] | None = None
+
+    async def _list(self, emit: Emit) -> None:
+        loc = self.s.source.location
+        await list_log_objects(
+            self.store,
+            loc.prefix if isinstance(loc, S3Location) else "",
+            self.s.filters,
+            emit,
+            concurrency=self.s.source.concurrency,
+            retry=self.s.source.retry,
+            stats=self.stats.listing,
+        )
+
+    def _settled(self, ref: ObjectRef) -> None:
+        self.in_progress.pop(ref.key, None)
+        if self.on_settled is not None:
+            self.on_settled(ref)
 
     def request_stop(self) -> None:
         """Stop listing and fetching; what is already fetched is indexed and settled."""
@@ -168,26 +194,20 @@ class _Run:
         if self.s.shard is not None and not in_shard(ref.key, self.s.shard):
             self.stats.objects_other_shard += 1
             return
+        if ref.key in self.in_progress:
+            return  # listed again (tail's overlapping polls) while still being processed
         if self.ledger.settled(self.source, [ref], retry_failed=self.s.retry_failed):
             self.stats.objects_already_done += 1
+            self._settled(ref)  # e.g. an SQS message about an object a backfill already did
             return
+        self.in_progress[ref.key] = ref
         self._pending.append(ref)
         if len(self._pending) >= 256:
             self._flush_pending()
         await self.fetch_q.put(ref)
 
     async def lister(self) -> None:
-        loc = self.s.source.location
-        prefix = loc.prefix if isinstance(loc, S3Location) else ""
-        await list_log_objects(
-            self.store,
-            prefix,
-            self.s.filters,
-            self._emit,
-            concurrency=self.s.source.concurrency,
-            retry=self.s.source.retry,
-            stats=self.stats.listing,
-        )
+        await self.produce(self._emit)
         self._flush_pending()
         # Sentinels only on success: after a failure the task group cancels every stage, and a
         # put into a full queue in a cancelled task would wait forever.
@@ -305,6 +325,7 @@ class _Run:
         self.dl.sync()
         self.ledger.record(self.source, ref, Status.FAILED, ObjectCounts())
         self.stats.objects_failed += 1
+        self._settled(ref)
 
     def _object_done(self, task: _ObjectTask) -> None:
         d = task.decoded
@@ -321,6 +342,9 @@ class _Run:
         self.stats.objects_done += 1
         self.stats.indexed += task.indexed
         self.stats.already_indexed += task.existed
+        if d.newest_event and d.newest_event > self.stats.newest_event:
+            self.stats.newest_event = d.newest_event
+        self._settled(task.ref)
         _log.info(
             "object_done",
             key=task.ref.key,
@@ -356,11 +380,15 @@ async def run_backfill(
     stats: RunStats | None = None,
     prepare_index: Callable[[str], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
+    produce: Produce | None = None,
+    on_settled: Callable[[ObjectRef], None] | None = None,
 ) -> RunStats:
-    """Run one backfill to the end (or until a terminal failure propagates).
+    """Run the pipeline until ``produce`` (default: one listing of the source) has no more
+    objects and every object it gave is settled, or until a terminal failure propagates.
 
     ``prepare_index`` is awaited once per index name before its first document is sent. Setting
-    ``stop`` stops listing and fetching; the run ends once what was fetched is settled.
+    ``stop`` stops producing and fetching; the run ends once what was fetched is settled.
+    ``on_settled`` hears of every object settled (done, failed, or found done in the ledger).
     """
     stats = stats if stats is not None else RunStats()
     async with AsyncExitStack() as stack:
@@ -368,6 +396,9 @@ async def run_backfill(
         if executor is not None:
             stack.callback(executor.shutdown, wait=True, cancel_futures=True)
         run = _Run(settings, store, client, ledger, deadletter, stats, executor, prepare_index)
+        if produce is not None:
+            run.produce = produce
+        run.on_settled = on_settled
         watcher = asyncio.create_task(_watch(stop, run)) if stop is not None else None
         try:
             async with asyncio.TaskGroup() as tg:
@@ -461,10 +492,11 @@ def _save_run(ledger: Ledger, run_id: int, stats: RunStats, status: str | None =
 
 
 async def execute_backfill(
-    settings: Settings, *, console: bool, ensure_template: bool = True
+    settings: Settings, *, console: bool, ensure_template: bool = True, tail: Any = None
 ) -> RunStats:
-    """Open every edge for ``settings``, run the backfill, close everything. The CLI and the demo
-    both come through here."""
+    """Open every edge for ``settings``, run the backfill (or, given a
+    :class:`~ingest.tail.TailConfig`, tail until stopped), close everything. The CLI and the
+    demo both come through here."""
     from ingest import telemetry
 
     stats = RunStats()
@@ -482,7 +514,12 @@ async def execute_backfill(
         _log.info("opensearch_ready", url=settings.sink.url, version=version)
         if ensure_template:
             await cluster.ensure_template(os_client, settings.sink)
-        mode = cluster.BackfillMode(os_client) if settings.backfill_mode else None
+        mode = cluster.BackfillMode(os_client) if settings.backfill_mode and not tail else None
+        produce, on_settled = None, None
+        if tail is not None:
+            produce, on_settled = await _tail_edges(
+                stack, settings, tail, store, ledger, os_client, stats
+            )
         run_id = ledger.start_run(store.name)
         keeper = asyncio.create_task(_keep_run_row(ledger, run_id, stats))
         outcome = "aborted"
@@ -497,6 +534,8 @@ async def execute_backfill(
                     stats,
                     prepare_index=mode.prepare if mode else None,
                     stop=signals.stop,
+                    produce=produce,
+                    on_settled=on_settled,
                 )
             outcome = "stopped" if stats.stopped else "done"
         finally:
@@ -505,6 +544,64 @@ async def execute_backfill(
             if mode is not None:
                 await _restore(mode)
     return stats
+
+
+async def _tail_edges(
+    stack: AsyncExitStack,
+    settings: Settings,
+    tail: Any,
+    store: ObjectStore,
+    ledger: Ledger,
+    os_client: Any,
+    stats: RunStats,
+) -> tuple[Produce, Callable[[ObjectRef], None] | None]:
+    """The tail producer, the health pinger and the metrics server."""
+    from ingest import metrics
+    from ingest.tail import Health, poller, sqs_consumer
+
+    health = Health(threshold=tail.unhealthy_after)
+    health.ok("s3")
+    health.ok("opensearch")
+    in_progress: dict[str, ObjectRef] = {}
+    if tail.sqs_queue_url:
+        produce, hook = sqs_consumer(settings, store, tail, health)
+    else:
+        produce, hook = poller(settings, store, ledger, tail, health), None
+
+    def on_settled(ref: ObjectRef) -> None:
+        in_progress.pop(ref.key, None)
+        if hook is not None:
+            hook(ref)
+
+    async def tracked(emit: Emit) -> None:
+        async def track(ref: ObjectRef) -> None:
+            in_progress[ref.key] = ref
+            await emit(ref)
+
+        await produce(track)
+
+    async def pinger() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await cluster.ping(os_client)
+                health.ok("opensearch")
+            await asyncio.sleep(min(15.0, tail.unhealthy_after / 3))
+
+    ping_task = asyncio.create_task(pinger())
+    stack.callback(ping_task.cancel)
+    if tail.metrics_port is not None:
+
+        def oldest() -> Any:
+            stamps = [r.last_modified for r in in_progress.values() if r.last_modified]
+            return min(stamps) if stamps else None
+
+        server = metrics.MetricsServer(
+            metrics.RunCollector(stats, oldest), health.problems, tail.metrics_port
+        )
+        await server.start()
+        stack.push_async_callback(server.stop)
+        _log.info("metrics_listening", port=server.port, paths=["/metrics", "/healthz"])
+    return tracked, on_settled
 
 
 async def _restore(mode: cluster.BackfillMode) -> None:

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("ingest.sink")
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)  # seconds
 _RETRY_ITEM = frozenset({429, 500, 502, 503, 504})
 
 
@@ -95,6 +96,9 @@ class SinkStats:
     splits: int = 0
     pushbacks: int = 0
     latency_max: float = 0.0
+    latency_sum: float = 0.0
+    requests_timed: int = 0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     controller: BulkController | None = None
 
@@ -250,6 +254,11 @@ class BulkSink:
             elapsed = loop.time() - started
             self.stats.latency_max = max(self.stats.latency_max, elapsed)
             self.stats.latencies.append(elapsed)
+            self.stats.latency_sum += elapsed
+            self.stats.requests_timed += 1
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                if elapsed <= bound:
+                    self.stats.latency_buckets[i] += 1
         self.stats.requests += 1
         self.stats.bytes_sent += len(body)
         self.controller.on_success(len(body), elapsed)

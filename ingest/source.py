@@ -187,6 +187,19 @@ class S3Store:
             page.next_token = resp.get("NextContinuationToken")
         return page
 
+    async def head(self, key: str) -> ObjectRef:
+        """The listing entry of one key (for notifications that carry no ETag)."""
+        try:
+            resp = await self._client.head_object(Bucket=self._bucket, Key=key)
+        except Exception as exc:
+            raise _translate(exc, f"head s3://{self._bucket}/{key}") from exc
+        return ObjectRef(
+            key,
+            resp.get("ETag", "").strip('"'),
+            resp.get("ContentLength", 0),
+            resp.get("LastModified"),
+        )
+
     async def get(self, ref: ObjectRef) -> bytes:
         what = f"get s3://{self._bucket}/{ref.key}"
         try:

@@ -1,0 +1,311 @@
+"""``ct-ingest tail``: keep the index minutes behind CloudTrail.
+
+Two producers for the same pipeline as the backfill (``ingest.pipeline``):
+
+- **polling**: per account/region prefix, resume from the newest settled key in the ledger (so
+  a tail started after a backfill with the same state picks up where it ended), rewind a window
+  (CloudTrail files arrive out of key order and up to ~15 minutes late), and list each day from
+  there to today with ``StartAfter``; the ledger makes the overlap free. Accounts and regions
+  are discovered again every ``rediscover_seconds``.
+- **SQS**: S3 event notifications (direct, SNS-wrapped, EventBridge, or CloudTrail's own SNS
+  delivery notice) name the objects; a message is deleted only once every object it names is
+  settled, its visibility is extended while they are processed, and a message that cannot be
+  understood is left for the queue's redrive policy. Several processes can share one queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote_plus
+
+import orjson
+import structlog
+
+from ingest.config import S3Location, Settings
+from ingest.layout import parse_log_key
+from ingest.listing import Emit, RegionPrefix, list_day, list_region_prefixes
+from ingest.source import ObjectRef, ObjectStore
+
+__all__ = ["Health", "TailConfig", "parse_notification", "poller", "sqs_consumer"]
+
+_log = structlog.get_logger("ingest.tail")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TailConfig:
+    poll_interval: float = 60.0
+    rewind: timedelta = timedelta(minutes=20)
+    rediscover_seconds: float = 600.0
+    sqs_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None
+    sqs_wait_seconds: int = 20
+    sqs_visibility: int = 300
+    metrics_port: int | None = None
+    unhealthy_after: float = 120.0
+
+
+@dataclass
+class Health:
+    """When S3 and OpenSearch last answered; /healthz fails when either is too long ago."""
+
+    threshold: float
+    last_ok: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def ok(self, what: str) -> None:
+        self.last_ok[what] = self.clock()
+
+    def problems(self) -> list[str]:
+        now = self.clock()
+        return [
+            f"{what} unreachable for {now - self.last_ok.get(what, float('-inf')):.0f} s"
+            for what in ("s3", "opensearch")
+            if now - self.last_ok.get(what, now) > self.threshold
+        ]
+
+
+def _stamp_key(day_prefix: str, name_prefix: str, when: datetime) -> str:
+    return f"{day_prefix}{name_prefix}{when:%Y%m%dT%H%MZ}"
+
+
+def _days(since: datetime, until: datetime) -> list[datetime]:
+    day = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    out = []
+    while day.date() <= until.date():
+        out.append(day)
+        day += timedelta(days=1)
+    return out
+
+
+async def poll_region(
+    store: ObjectStore,
+    region: RegionPrefix,
+    newest: str | None,
+    config: TailConfig,
+    emit: Emit,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """List one account/region from the rewound watermark to today."""
+    kind = "CloudTrail-Insight" if "/CloudTrail-Insight/" in region.prefix else "CloudTrail"
+    name_prefix = f"{region.account}_{kind}_{region.region}_"
+    parsed = parse_log_key(newest) if newest else None
+    if parsed is not None:
+        stamp = parsed.key.rsplit("_", 2)[-2]
+        try:
+            mark = datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
+        except ValueError:
+            mark = datetime(parsed.day.year, parsed.day.month, parsed.day.day, tzinfo=UTC)
+        since = mark - config.rewind
+    else:
+        since = now - timedelta(days=1)  # nothing settled here yet: yesterday and today
+    for day in _days(since, now):
+        day_prefix = f"{region.prefix}{day:%Y/%m/%d}/"
+        start_after = (
+            _stamp_key(day_prefix, name_prefix, since) if day.date() == since.date() else None
+        )
+        await list_day(
+            store, day_prefix, emit, start_after=start_after, retry=settings.source.retry
+        )
+
+
+async def _poll_all(
+    store: ObjectStore,
+    regions: list[RegionPrefix],
+    ledger: Any,
+    config: TailConfig,
+    emit: Emit,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    gate = asyncio.Semaphore(settings.source.concurrency)
+
+    async def one(r: RegionPrefix) -> None:
+        async with gate:
+            newest = ledger.newest_settled(store.name, r.prefix)
+            await poll_region(store, r, newest, config, emit, settings, now)
+
+    async with asyncio.TaskGroup() as tg:
+        for r in regions:
+            tg.create_task(one(r))
+
+
+def poller(
+    settings: Settings,
+    store: ObjectStore,
+    ledger: Any,
+    config: TailConfig,
+    health: Health,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Callable[[Emit], Any]:
+    """The polling producer: runs until cancelled (a stop request cancels it)."""
+
+    async def produce(emit: Emit) -> None:
+        loc = settings.source.location
+        prefix = loc.prefix if isinstance(loc, S3Location) else ""
+        regions: list[RegionPrefix] = []
+        discovered = float("-inf")
+        while True:
+            started = time.monotonic()
+            try:
+                if started - discovered > config.rediscover_seconds:
+                    regions = await list_region_prefixes(
+                        store,
+                        prefix,
+                        settings.filters,
+                        concurrency=settings.source.concurrency,
+                        retry=settings.source.retry,
+                    )
+                    discovered = started
+                    _log.info("tail_discovered", regions=len(regions))
+                await _poll_all(store, regions, ledger, config, emit, settings, clock())
+                health.ok("s3")
+            except* Exception as group:  # a failed poll is logged and retried next interval
+                _log.error("tail_poll_failed", error=str(group.exceptions[0])[:300])
+            await asyncio.sleep(max(0.0, config.poll_interval - (time.monotonic() - started)))
+
+    return produce
+
+
+# -- SQS ------------------------------------------------------------------------------------
+
+
+def parse_notification(body: str, bucket: str) -> list[str] | None:
+    """The object keys of ``bucket`` an SQS message body names: S3 event notifications (direct or
+    SNS-wrapped), EventBridge "Object Created" events, and CloudTrail's SNS delivery notices.
+    ``[]`` for test events and other buckets; ``None`` when the message cannot be understood."""
+    try:
+        msg = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(msg, dict):
+        return None
+    if msg.get("Type") == "Notification" and isinstance(msg.get("Message"), str):
+        return parse_notification(msg["Message"], bucket)  # SNS envelope
+    if msg.get("Event") == "s3:TestEvent":
+        return []
+    if isinstance(msg.get("Records"), list):  # S3 event notification
+        keys = []
+        for rec in msg["Records"]:
+            s3 = rec.get("s3") if isinstance(rec, dict) else None
+            if not isinstance(s3, dict):
+                return None
+            if s3.get("bucket", {}).get("name") == bucket and str(
+                rec.get("eventName", "")
+            ).startswith("ObjectCreated"):
+                keys.append(unquote_plus(s3.get("object", {}).get("key", "")))
+        return keys
+    if msg.get("detail-type") == "Object Created" and isinstance(msg.get("detail"), dict):
+        detail = msg["detail"]
+        if detail.get("bucket", {}).get("name") != bucket:
+            return []
+        return [str(detail.get("object", {}).get("key", ""))]
+    if "s3ObjectKey" in msg and "s3Bucket" in msg:  # CloudTrail's own SNS notification
+        if msg["s3Bucket"] != bucket:
+            return []
+        keys = msg["s3ObjectKey"]
+        return [str(k) for k in keys] if isinstance(keys, list) else None
+    return None
+
+
+class _Message:
+    def __init__(self, receipt: str, keys: set[str]) -> None:
+        self.receipt = receipt
+        self.waiting = keys
+        self.extender: asyncio.Task[None] | None = None
+
+
+def sqs_consumer(
+    settings: Settings,
+    store: Any,
+    config: TailConfig,
+    health: Health,
+) -> tuple[Callable[[Emit], Any], Callable[[ObjectRef], None]]:
+    """The SQS producer and the hook that deletes a message once its objects are settled."""
+    loc = settings.source.location
+    if not isinstance(loc, S3Location):
+        raise ValueError("SQS mode needs an s3:// source")
+    bucket = loc.bucket
+    by_key: dict[str, list[_Message]] = {}
+    done_q: asyncio.Queue[_Message] = asyncio.Queue()
+
+    def on_settled(ref: ObjectRef) -> None:
+        for message in by_key.pop(ref.key, []):
+            message.waiting.discard(ref.key)
+            if not message.waiting:
+                done_q.put_nowait(message)
+
+    async def produce(emit: Emit) -> None:
+        from aiobotocore.session import AioSession
+
+        session = AioSession(profile=settings.source.profile)
+        async with AsyncExitStack() as stack:
+            sqs = await stack.enter_async_context(
+                session.create_client(
+                    "sqs", endpoint_url=config.sqs_endpoint_url, region_name=settings.source.region
+                )
+            )
+            url = config.sqs_queue_url
+
+            async def extend(message: _Message) -> None:
+                while True:
+                    await asyncio.sleep(config.sqs_visibility / 2)
+                    with suppress(Exception):
+                        await sqs.change_message_visibility(
+                            QueueUrl=url,
+                            ReceiptHandle=message.receipt,
+                            VisibilityTimeout=config.sqs_visibility,
+                        )
+
+            async def deleter() -> None:
+                while True:
+                    message = await done_q.get()
+                    if message.extender:
+                        message.extender.cancel()
+                    try:
+                        await sqs.delete_message(QueueUrl=url, ReceiptHandle=message.receipt)
+                    except Exception as exc:  # it comes back after its visibility timeout: harmless
+                        _log.warning("sqs_delete_failed", error=str(exc)[:300])
+
+            async def handle(raw: dict[str, Any]) -> None:
+                keys = parse_notification(raw.get("Body", ""), bucket)
+                if keys is None:
+                    _log.error(
+                        "sqs_poison_message",
+                        message_id=raw.get("MessageId"),
+                        hint="left on the queue for its redrive policy (dead-letter queue)",
+                    )
+                    return
+                wanted = {k for k in keys if parse_log_key(k) is not None}
+                message = _Message(raw["ReceiptHandle"], set(wanted))
+                if not wanted:
+                    done_q.put_nowait(message)  # test events, digests, other buckets
+                    return
+                message.extender = asyncio.create_task(extend(message))
+                for key in sorted(wanted):
+                    by_key.setdefault(key, []).append(message)
+                for key in sorted(wanted):
+                    await emit(await store.head(key))
+
+            delete_task = asyncio.create_task(deleter())
+            try:
+                while True:
+                    resp = await sqs.receive_message(
+                        QueueUrl=url,
+                        MaxNumberOfMessages=10,
+                        WaitTimeSeconds=config.sqs_wait_seconds,
+                        VisibilityTimeout=config.sqs_visibility,
+                    )
+                    health.ok("s3")
+                    for raw in resp.get("Messages", ()):
+                        await handle(raw)
+            finally:
+                delete_task.cancel()
+
+    return produce, on_settled

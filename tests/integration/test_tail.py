@@ -1,0 +1,279 @@
+"""ct-ingest tail against moto (S3 + SQS) and osmem: new, late and notified files appear in the
+index, an outage delays but loses nothing, two SQS consumers share a queue, and freshness is
+measured."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import orjson
+import pytest
+from opensearchpy import OpenSearch
+
+from ingest.faultproxy import FaultProxy, Faults
+from ingest.servers import free_port
+
+pytestmark = pytest.mark.integration
+BUCKET = "tail-bucket"
+ACCOUNT, REGION = "111122223333", "us-east-1"
+
+
+def _key(at: datetime, tag: str) -> str:
+    return (
+        f"AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/{at:%Y/%m/%d}/"
+        f"{ACCOUNT}_CloudTrail_{REGION}_{at:%Y%m%dT%H%MZ}_{tag}.json.gz"
+    )
+
+
+def _body(at: datetime, tag: str, n: int = 5) -> tuple[bytes, set[str]]:
+    ids = {f"{tag}-{i}" for i in range(n)}
+    recs = [
+        {
+            "eventID": i,
+            "eventTime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "eventName": "ListBuckets",
+            "eventSource": "s3.amazonaws.com",
+            "recipientAccountId": ACCOUNT,
+            "awsRegion": REGION,
+        }
+        for i in sorted(ids)
+    ]
+    return gzip.compress(orjson.dumps({"Records": recs})), ids
+
+
+@pytest.fixture
+def s3(s3_url: str) -> object:
+    client = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def _put(s3: object, at: datetime, tag: str, n: int = 5) -> set[str]:
+    body, ids = _body(at, tag, n)
+    s3.put_object(Bucket=BUCKET, Key=_key(at, tag), Body=body)  # type: ignore[attr-defined]
+    return ids
+
+
+def _ids(url: str, *, refresh: bool = False) -> set[str]:
+    client = OpenSearch(hosts=[url])
+    try:
+        if refresh:
+            client.indices.refresh(index="cloudtrail*")
+        res = client.search(
+            index="cloudtrail*",
+            body={"size": 10_000, "_source": False},
+            params={"ignore_unavailable": "true"},
+        )
+        return {h["_id"] for h in res["hits"]["hits"]}
+    except Exception:
+        return set()
+    finally:
+        client.close()
+
+
+def _wait(cond: Callable[[], bool], timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if cond():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def tail_proc(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(opensearch: str, *extra: str, state: str = "state") -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ingest.cli",
+                "tail",
+                f"s3://{BUCKET}",
+                "--opensearch",
+                opensearch,
+                "--state",
+                str(tmp_path / state / "ledger.sqlite"),
+                "--log-format",
+                "json",
+                "--workers",
+                "1",
+                *extra,
+            ],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _http(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback)
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class TestPolling:
+    def test_new_and_late_files_appear_and_metrics_tell(
+        self,
+        s3: object,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+    ) -> None:
+        """A file written while tailing is searchable within poll interval + 10 s; a late file
+        whose key sorts before the newest one (inside the rewind window) is not missed;
+        /metrics and /healthz answer; SIGTERM ends the tail cleanly."""
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        expected = _put(s3, now - timedelta(minutes=30), "first")
+        port = free_port()
+        proc = tail_proc(opensearch_url, "--poll-interval", "1", "--metrics-port", str(port))
+        _wait(lambda: expected <= _ids(opensearch_url), 60)
+
+        expected |= _put(s3, now, "fresh")
+        took = _wait(lambda: expected <= _ids(opensearch_url), 1 + 10)
+        print(f"\npolling freshness: {took:.1f} s")
+
+        expected |= _put(s3, now - timedelta(minutes=12), "late")  # sorts before "fresh"
+        _wait(lambda: expected <= _ids(opensearch_url), 1 + 10)
+
+        status, body = _http(f"http://127.0.0.1:{port}/metrics")
+        assert 200 == status
+        assert (
+            f'ct_ingest_events_total{{outcome="indexed"}} {float(len(expected))}'.encode() in body
+        )
+        assert b"ct_ingest_bulk_latency_seconds_bucket" in body
+        assert b"ct_ingest_lag_seconds" in body
+        assert 200 == _http(f"http://127.0.0.1:{port}/healthz")[0]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert 0 == proc.returncode, err.decode()[-2000:]
+        assert expected == _ids(opensearch_url, refresh=True)
+
+    def test_unreachable_opensearch_delays_but_loses_nothing(
+        self,
+        s3: object,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+    ) -> None:
+        """While OpenSearch answers 503 to everything, /healthz fails and new files wait; when it
+        is back they are indexed, once."""
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        expected = _put(s3, now - timedelta(minutes=40), "before")
+        port = free_port()
+        with FaultProxy(opensearch_url) as proxy:
+            proc = tail_proc(
+                proxy.url,
+                "--poll-interval",
+                "1",
+                "--metrics-port",
+                str(port),
+                "--unhealthy-after",
+                "2",
+            )
+            _wait(lambda: expected <= _ids(opensearch_url), 60)
+            proxy.set_faults(Faults(down=True))
+            during = _put(s3, now - timedelta(minutes=5), "during")
+            _wait(lambda: _http(f"http://127.0.0.1:{port}/healthz")[0] == 503, 20)
+            assert not during & _ids(opensearch_url, refresh=True)
+            proxy.set_faults(Faults())
+            _wait(lambda: (expected | during) <= _ids(opensearch_url), 60)
+            _wait(lambda: _http(f"http://127.0.0.1:{port}/healthz")[0] == 200, 30)
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+        assert expected | during == _ids(opensearch_url, refresh=True)
+
+
+class TestSqs:
+    def _queue(self, s3_url: str) -> tuple[object, str]:
+        sqs = boto3.client("sqs", endpoint_url=s3_url, region_name="us-east-1")
+        url = sqs.create_queue(QueueName="ct-notify", Attributes={"VisibilityTimeout": "5"})[
+            "QueueUrl"
+        ]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        boto3.client(
+            "s3", endpoint_url=s3_url, region_name="us-east-1"
+        ).put_bucket_notification_configuration(
+            Bucket=BUCKET,
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+            },
+        )
+        return sqs, url
+
+    def test_two_consumers_index_each_object_once(
+        self,
+        s3: object,
+        s3_url: str,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Two tail processes on one queue index every notified object exactly once, within 10 s;
+        digests are ignored, a poison message is left for the redrive policy, handled messages
+        are deleted."""
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_url)
+        sqs, url = self._queue(s3_url)
+        args = ("--sqs-queue-url", url, "--sqs-wait-seconds", "1", "--sqs-visibility", "6")
+        procs = [tail_proc(opensearch_url, *args, state=f"c{i}") for i in range(2)]
+        time.sleep(3)  # both consumers up
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        expected: set[str] = set()
+        started = time.monotonic()
+        for i in range(12):
+            expected |= _put(s3, now - timedelta(minutes=i), f"n{i}")
+        s3.put_object(
+            Bucket=BUCKET,
+            Body=b"{}",
+            Key=(  # type: ignore[attr-defined]
+                f"AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/{now:%Y/%m/%d}/digest.json.gz"
+            ),
+        )
+        sqs.send_message(QueueUrl=url, MessageBody="this is not an S3 event")  # type: ignore[attr-defined]
+        _wait(lambda: expected <= _ids(opensearch_url), 10 + 5)
+        took = time.monotonic() - started
+        print(f"\nsqs freshness for 12 objects: {took:.1f} s")
+        time.sleep(2)
+        logs = b""
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            _, err = p.communicate(timeout=30)
+            assert 0 == p.returncode, err.decode()[-2000:]
+            logs += err
+        done = [orjson.loads(x)["key"] for x in logs.splitlines() if b'"object_done"' in x]
+        assert sorted(done) == sorted(set(done))
+        assert 12 == len(done)
+        assert b"sqs_poison_message" in logs
+        assert expected == _ids(opensearch_url, refresh=True)
+        time.sleep(7)  # the poison message was last received by a consumer: wait out its visibility
+        left = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,  # type: ignore[attr-defined]
+            VisibilityTimeout=0,
+        )
+        bodies = [m["Body"] for m in left.get("Messages", [])]
+        assert ["this is not an S3 event"] == bodies
