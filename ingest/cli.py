@@ -533,9 +533,32 @@ def setup(
     aws_auth: AwsAuthOpt = None,
     aws_region: AwsRegionOpt = None,
     profile: ProfileOpt = None,
+    dashboards: Annotated[
+        str | None,
+        typer.Option(
+            "--dashboards",
+            envvar=_env("DASHBOARDS"),
+            help="OpenSearch Dashboards URL: import the ClickOps and Activity dashboards.",
+        ),
+    ] = None,
+    alerts: Annotated[
+        bool, typer.Option("--alerts", help="Install the Alerting monitors (needs --webhook).")
+    ] = False,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", envvar=_env("WEBHOOK"), help="Where alerts post.")
+    ] = None,
+    clickops_threshold: Annotated[
+        int,
+        typer.Option("--clickops-threshold", help="Alert above this many ClickOps events in 24 h."),
+    ] = 20,
+    resource_pattern: Annotated[
+        str,
+        typer.Option("--resource-pattern", help="Alert on console writes to matching resources."),
+    ] = "*:db:*prod*",
     log_format: LogFormatOpt = "auto",
 ) -> None:
-    """Install (or update) the index templates from mappings/ and the retention policy."""
+    """Install (or update) the index templates from mappings/, the retention policy, and on
+    request the dashboards and alert monitors."""
     from ingest import cluster
     from ingest.retry import call_with_retry
     from ingest.telemetry import configure_logging
@@ -575,12 +598,49 @@ def setup(
         finally:
             await client.close()
 
+    if alerts and not webhook:
+        raise _fail("--alerts needs --webhook URL (Slack, Teams or any HTTP endpoint)", EXIT_CONFIG)
     try:
         name, retention = asyncio.run(_go())
     except IngestError as exc:
         raise _fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
     typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
     typer.echo(f"ct-ingest: {retention}")
+    if alerts and webhook:
+        from ingest.alerts import install_alerts
+
+        client = cluster.open_sync_client(sink)
+        try:
+            typer.echo(
+                "ct-ingest: "
+                + install_alerts(
+                    client,
+                    webhook=webhook,
+                    alias=alias,
+                    threshold=clickops_threshold,
+                    resource_pattern=resource_pattern,
+                )
+            )
+        except Exception as exc:
+            raise _fail(f"alerts: {type(exc).__name__}: {str(exc)[:300]}", EXIT_ABORTED) from None
+        finally:
+            client.close()
+    if dashboards:
+        from ingest.dashboards import import_saved_objects, saved_objects
+
+        try:
+            count = import_saved_objects(
+                dashboards,
+                saved_objects(alias),
+                username=user,
+                password=sink.password,
+                verify=not insecure,
+            )
+        except IngestError as exc:
+            raise _fail(f"dashboards: {exc}", EXIT_ABORTED) from None
+        typer.echo(
+            f"ct-ingest: dashboards: {count} saved objects imported (overwrite) into {dashboards}"
+        )
 
 
 @app.command()
@@ -939,6 +999,187 @@ def verify(
             f"skipped by rule {report.skipped:,}"
         )
     raise typer.Exit(EXIT_OK if report.ok else EXIT_DEADLETTER)
+
+
+report_app = typer.Typer(
+    help="Reports from the index: ClickOps, least privilege.", no_args_is_help=True
+)
+app.add_typer(report_app, name="report")
+
+FormatOpt = Annotated[str, typer.Option("--format", help="md, csv or json.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+]
+
+
+def _sink_for_reading(
+    opensearch: str,
+    alias: str,
+    timeout: float,
+    insecure: bool,
+    ca_certs: Path | None,
+    user: str | None,
+    password_file: Path | None,
+    aws_auth: str | None,
+    aws_region: str | None,
+    profile: str | None,
+) -> SinkConfig:
+    try:
+        return SinkConfig(
+            url=opensearch,
+            alias=alias,
+            timeout=timeout,
+            verify_certs=not insecure,
+            ca_certs=str(ca_certs) if ca_certs else None,
+            username=user,
+            password=read_password(user, password_file),
+            aws_auth=aws_auth,
+            aws_region=aws_region,
+            aws_profile=profile,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+
+
+def _emit_report(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"ct-ingest: report written to {output}", err=True)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("md", "csv", "json"):
+        raise _fail(f"--format {fmt!r}: expected md, csv or json", EXIT_CONFIG)
+
+
+@report_app.command("clickops")
+def report_clickops(
+    opensearch: OpenSearchOpt,
+    since: Annotated[str, typer.Option("--since", help="Start: 30d or YYYY-MM-DD.")] = "30d",
+    until: Annotated[
+        str | None, typer.Option("--until", help="End (exclusive); default now.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="Rows per ranking.")] = 20,
+    fmt: FormatOpt = "md",
+    output: OutputOpt = None,
+    alias: AliasOpt = "cloudtrail",
+    timeout: TimeoutOpt = 50.0,
+    insecure: InsecureOpt = False,
+    ca_certs: CaCertsOpt = None,
+    user: UserOpt = None,
+    password_file: PasswordFileOpt = None,
+    aws_auth: AwsAuthOpt = None,
+    aws_region: AwsRegionOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Console writes: totals and trend against the previous period, top users, resources,
+    services and accounts, and the accounts with none."""
+    from datetime import UTC, datetime
+
+    from ingest import cluster, report
+
+    _check_format(fmt)
+    sink = _sink_for_reading(
+        opensearch,
+        alias,
+        timeout,
+        insecure,
+        ca_certs,
+        user,
+        password_file,
+        aws_auth,
+        aws_region,
+        profile,
+    )
+    try:
+        start, end = report.window(since, until, datetime.now(UTC))
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    client = cluster.open_sync_client(sink)
+    try:
+        result = report.clickops_report(client, alias, start, end, top=top)
+    except Exception as exc:
+        raise _fail(
+            f"report failed: {type(exc).__name__}: {str(exc)[:300]}", EXIT_ABORTED
+        ) from None
+    finally:
+        client.close()
+    _emit_report(report.render(result, fmt), output)
+
+
+@report_app.command("principal")
+def report_principal(
+    opensearch: OpenSearchOpt,
+    iam_user: Annotated[str | None, typer.Option("--user", help="IAM user name.")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="IAM role name.")] = None,
+    since: Annotated[str, typer.Option("--since", help="Start: 90d or YYYY-MM-DD.")] = "90d",
+    until: Annotated[str | None, typer.Option("--until")] = None,
+    iam_details: Annotated[
+        Path | None,
+        typer.Option(
+            "--iam-authorization-details",
+            help="JSON of `aws iam get-account-authorization-details`: adds granted-but-unused.",
+        ),
+    ] = None,
+    fmt: FormatOpt = "md",
+    output: OutputOpt = None,
+    alias: AliasOpt = "cloudtrail",
+    timeout: TimeoutOpt = 50.0,
+    insecure: InsecureOpt = False,
+    ca_certs: CaCertsOpt = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-user",
+            envvar=_env("USER"),
+            help="Basic-auth user (password: CT_INGEST_PASSWORD).",
+        ),
+    ] = None,
+    password_file: PasswordFileOpt = None,
+    aws_auth: AwsAuthOpt = None,
+    aws_region: AwsRegionOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """The API actions a user or role actually used, also through the roles it assumed (across
+    accounts), each with count and last use; with IAM details, the grants never used."""
+    from datetime import UTC, datetime
+
+    from ingest import cluster, report
+
+    _check_format(fmt)
+    if (iam_user is None) == (role is None):
+        raise _fail("give exactly one of --user NAME or --role NAME", EXIT_CONFIG)
+    sink = _sink_for_reading(
+        opensearch,
+        alias,
+        timeout,
+        insecure,
+        ca_certs,
+        user,
+        password_file,
+        aws_auth,
+        aws_region,
+        profile,
+    )
+    try:
+        start, end = report.window(since, until, datetime.now(UTC))
+        details = json.loads(iam_details.read_text()) if iam_details else None
+    except (ConfigError, OSError, ValueError) as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    client = cluster.open_sync_client(sink)
+    try:
+        result = report.principal_report(
+            client, alias, user=iam_user, role=role, since=start, until=end, iam_details=details
+        )
+    except Exception as exc:
+        raise _fail(
+            f"report failed: {type(exc).__name__}: {str(exc)[:300]}", EXIT_ABORTED
+        ) from None
+    finally:
+        client.close()
+    _emit_report(report.render(result, fmt), output)
 
 
 deadletter_app = typer.Typer(

@@ -9,7 +9,13 @@ from typing import Any, ClassVar
 
 import orjson
 import structlog
-from opensearchpy import AsyncHttpConnection, AsyncOpenSearch, AWSV4SignerAsyncAuth
+from opensearchpy import (
+    AsyncHttpConnection,
+    AsyncOpenSearch,
+    AWSV4SignerAsyncAuth,
+    OpenSearch,
+    Urllib3AWSV4SignerAuth,
+)
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
@@ -23,6 +29,7 @@ __all__ = [
     "install_ism_policy",
     "install_template",
     "open_client",
+    "open_sync_client",
     "ping",
     "render_components",
     "render_ism_policy",
@@ -34,7 +41,7 @@ _log = structlog.get_logger("ingest.cluster")
 _COMPONENTS = ("settings", "cloudtrail", "enrichment")
 
 
-def _auth(config: SinkConfig) -> Any:
+def _auth(config: SinkConfig, *, sync: bool = False) -> Any:
     if config.aws_auth:
         import botocore.session
 
@@ -42,10 +49,26 @@ def _auth(config: SinkConfig) -> Any:
         credentials = session.get_credentials()
         if credentials is None:
             raise ConfigError("--aws-auth: no AWS credentials found (env, --profile, or a role)")
-        return AWSV4SignerAsyncAuth(credentials, config.aws_region or "", config.aws_auth)
+        signer = Urllib3AWSV4SignerAuth if sync else AWSV4SignerAsyncAuth
+        return signer(credentials, config.aws_region or "", config.aws_auth)
     if config.username:
         return (config.username, config.password or "")
     return None
+
+
+def open_sync_client(config: SinkConfig) -> OpenSearch:
+    """A blocking client with the same auth and TLS settings (for reports and setup steps)."""
+    return OpenSearch(
+        hosts=[config.url],
+        http_auth=_auth(config, sync=True),
+        http_compress=config.compress,
+        timeout=config.timeout,
+        max_retries=2,
+        retry_on_timeout=True,
+        verify_certs=config.verify_certs,
+        ca_certs=config.ca_certs,
+        ssl_show_warn=config.verify_certs,
+    )
 
 
 def open_client(config: SinkConfig) -> AsyncOpenSearch:

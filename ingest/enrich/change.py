@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ingest.enrich.ecs import mfa_used
 from ingest.enrich.rules import Rules, load_rules
 
 __all__ = ["change", "is_write"]
@@ -31,4 +32,11 @@ def change(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
     noise = bool(
         rules.clickops_noise.match(f"{record.get('eventSource')}:{record.get('eventName')}")
     )
-    return {"is_write": write, "clickops": write and ct.get("tool") == "console" and not noise}
+    out: dict[str, Any] = {
+        "is_write": write,
+        "clickops": write and ct.get("tool") == "console" and not noise,
+    }
+    mfa = mfa_used(record)
+    if mfa is not None:
+        out["mfa_used"] = mfa
+    return out

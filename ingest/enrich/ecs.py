@@ -8,7 +8,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ecs_fields", "outcome"]
+__all__ = ["ecs_fields", "mfa_used", "outcome"]
 
 
 def outcome(record: Mapping[str, Any]) -> str:
@@ -24,6 +24,15 @@ def outcome(record: Mapping[str, Any]) -> str:
         if isinstance(value, Mapping) and value.get(key) == "Failure":
             return "failure"
     return "success"
+
+
+def mfa_used(record: Mapping[str, Any]) -> bool | None:
+    """For console sign-ins: whether MFA was used (``additionalEventData.MFAUsed``)."""
+    if record.get("eventName") != "ConsoleLogin":
+        return None
+    extra = record.get("additionalEventData")
+    used = extra.get("MFAUsed") if isinstance(extra, Mapping) else None
+    return used == "Yes" if isinstance(used, str) else None
 
 
 def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
