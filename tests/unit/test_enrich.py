@@ -135,3 +135,21 @@ class TestEcsAndFlat:
         out = enrich({"userIdentity": {"type": "Root"}}, (*ENRICHERS[:1], ("broken", broken)))
         assert "root" == out.ct["actor"]["name"]
         assert ["broken: KeyError: 'boom'"] == out.errors
+
+
+class TestSignIns:
+    def test_mfa_used_on_console_sign_ins(self, corpus: Path) -> None:
+        """ct.mfa_used says whether a console sign-in used MFA, and is absent elsewhere."""
+        got = {
+            slug: enrich(_load(corpus, slug)).ct.get("mfa_used")
+            for slug in (
+                "root-console-login-mfa",
+                "sso-console-login-no-username",
+                "cli-iamuser-modify-instance-attribute",
+            )
+        }
+        assert {
+            "root-console-login-mfa": True,
+            "sso-console-login-no-username": False,
+            "cli-iamuser-modify-instance-attribute": None,
+        } == got
