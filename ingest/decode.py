@@ -186,12 +186,22 @@ def _clean_keys(value: Any) -> Any:
     return None
 
 
+_SUSPECT = (b'"":', b'".', b'.":', b"..", b'" ', b' ":')
+
+
+def _may_have_bad_keys(value: dict[str, Any]) -> bool:
+    """A cheap screen before the walk: every refused key shows one of these byte patterns in
+    the JSON text (values can too: those only cost the walk)."""
+    text = orjson.dumps(value)
+    return any(p in text for p in _SUSPECT)
+
+
 def clean_payload_keys(doc: dict[str, Any]) -> list[str]:
     """Rename field names OpenSearch would reject inside the payloads; returns the payloads."""
     renamed = []
     for name in _PAYLOADS:
         value = doc.get(name)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value and _may_have_bad_keys(value):
             cleaned = _clean_keys(value)
             if cleaned is not None:
                 doc[name] = cleaned

@@ -24,7 +24,7 @@ def _s(value: Any) -> str | None:
 
 
 def _m(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def _after_colon(principal_id: str | None) -> str | None:
@@ -36,7 +36,7 @@ def _after_colon(principal_id: str | None) -> str | None:
 def actor(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
     """``{"actor": {name, type, account_id, role, session, permission_set, ...}}`` or nothing."""
     ui = record.get("userIdentity")
-    if not isinstance(ui, Mapping) or not ui:
+    if not isinstance(ui, dict) or not ui:
         return {}
     kind = _s(ui.get("type"))
     account = _s(ui.get("accountId")) or _s(record.get("recipientAccountId"))
@@ -83,7 +83,7 @@ def actor(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
         )
     elif kind == "AWSAccount":
         out.update(type="aws-account", name=_after_colon(_s(ui.get("principalId"))) or account)
-    elif kind == "IdentityCenterUser" or isinstance(ui.get("onBehalfOf"), Mapping):
+    elif kind == "IdentityCenterUser" or isinstance(ui.get("onBehalfOf"), dict):
         out.update(type="identity-center-user", name=_s(ui.get("userName")))
     else:
         out.update(type=(kind or "unknown").lower(), name=_s(ui.get("userName")))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 __all__ = ["MAX_STRING", "PAYLOADS", "flat", "sanitize"]
 
 MAX_STRING = 4096  # characters; Lucene refuses terms over 32,766 bytes
@@ -27,7 +29,7 @@ def sanitize(value: Any, depth: int = 0) -> Any:
     """A copy safe to index as a flat_object: bounded strings, no empty keys, bounded depth."""
     if isinstance(value, str):
         return value[:MAX_STRING]
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         if depth >= 16:
             return str(value)[:MAX_STRING]
         return {(str(k) or "_"): sanitize(v, depth + 1) for k, v in value.items()}
@@ -36,10 +38,16 @@ def sanitize(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def _needs_copy(value: dict[str, Any]) -> bool:
+    # The walk is the cost; skip it when no string can be too long and no key is empty.
+    text = orjson.dumps(value)
+    return len(text) > MAX_STRING or b'"":' in text
+
+
 def flat(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
-    copies = {
-        name: sanitize(record[field])
-        for field, name in PAYLOADS.items()
-        if isinstance(record.get(field), Mapping) and record[field]
-    }
+    copies = {}
+    for field, name in PAYLOADS.items():
+        value = record.get(field)
+        if isinstance(value, dict) and value:
+            copies[name] = sanitize(value) if _needs_copy(value) else value
     return {"flat": copies} if copies else {}

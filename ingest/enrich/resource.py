@@ -15,7 +15,7 @@ def _dig(record: Mapping[str, Any], path: Sequence[str]) -> Any:
     for step in path:
         if isinstance(value, list):
             value = value[0] if value else None
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             value = value.get(step)
         else:
             return None
@@ -29,7 +29,7 @@ def primary_resource(record: Mapping[str, Any], rules: Rules) -> tuple[str, str 
     listed = record.get("resources")
     if isinstance(listed, list):
         for item in listed:
-            if isinstance(item, Mapping) and isinstance(item.get("ARN"), str) and item["ARN"]:
+            if isinstance(item, dict) and isinstance(item.get("ARN"), str) and item["ARN"]:
                 kind = item.get("type")
                 return item["ARN"], kind if isinstance(kind, str) else None
     source = record.get("eventSource")

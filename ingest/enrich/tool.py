@@ -15,7 +15,7 @@ def classify_tool(record: Mapping[str, Any], rules: Rules) -> tuple[str, str | N
     if record.get("eventType") == "AwsCloudTrailInsight":
         return None
     ui = record.get("userIdentity")
-    ui = ui if isinstance(ui, Mapping) else {}
+    ui = ui if isinstance(ui, dict) else {}
     ua = record.get("userAgent")
     ua = ua if isinstance(ua, str) else ""
     invoked_by = ui.get("invokedBy")
