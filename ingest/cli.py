@@ -204,6 +204,7 @@ def build_settings(
     retry_failed: bool = False,
     drain_seconds: float = 30.0,
     shard: str | None = None,
+    inflight_mib: float = 384.0,
 ) -> Settings:
     """Settings for a backfill from already-parsed option values (the environment is read here)."""
     environment = from_environment(os.environ)
@@ -255,6 +256,7 @@ def build_settings(
         retry_failed=retry_failed,
         drain_seconds=drain_seconds,
         shard=parse_shard(shard) if shard else None,
+        inflight_bytes=int(inflight_mib * MiB),
     )
 
 
@@ -431,6 +433,14 @@ def backfill(
             help="I/N: take only shard I of N of the objects (one process per shard).",
         ),
     ] = None,
+    inflight_mib: Annotated[
+        float,
+        typer.Option(
+            "--inflight-mib",
+            envvar=_env("INFLIGHT_MIB"),
+            help="Memory budget for objects being processed (estimated), MiB.",
+        ),
+    ] = 384.0,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -490,6 +500,7 @@ def backfill(
             retry_failed=retry_failed,
             drain_seconds=drain_seconds,
             shard=shard,
+            inflight_mib=inflight_mib,
         )
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None

@@ -222,6 +222,7 @@ class Settings:
     retry_failed: bool = False  # fetch objects that failed as a whole in an earlier run again
     drain_seconds: float = 30.0  # on SIGINT/SIGTERM, how long to finish what is in flight
     shard: tuple[int, int] | None = None  # (I, N): this process takes shard I of N
+    inflight_bytes: int = 384 * MiB  # bound on the estimated bytes of objects being processed
 
     def __post_init__(self) -> None:
         if self.workers < 0:

@@ -80,6 +80,36 @@ class RunStats:
         return self.records_seen == self.indexed + self.deadlettered + self.skipped
 
 
+# Compressed bytes of a CloudTrail file become roughly this many bytes in flight (JSON ~10x,
+# parsed objects and bulk NDJSON on top), which is what the in-flight budget has to bound.
+_EXPANSION = 12
+
+
+class ByteBudget:
+    """Bounds the bytes of objects between fetch and settle, whatever the archive's size.
+
+    An object larger than the whole budget still goes, alone; nothing ever waits forever.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._held: dict[str, int] = {}
+        self._freed = asyncio.Event()
+
+    async def acquire(self, key: str, size: int) -> None:
+        want = max(1, min(size, self.limit))
+        while self.used and self.used + want > self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+        self.used += want
+        self._held[key] = self._held.get(key, 0) + want
+
+    def release(self, key: str) -> None:
+        self.used -= self._held.pop(key, 0)
+        self._freed.set()
+
+
 class _ObjectTask:
     """One object's documents in flight; settles the object when the last one is settled."""
 
@@ -151,6 +181,7 @@ class _Run:
         self.lister_task: asyncio.Task[None] | None = None
         self._pending: list[ObjectRef] = []
         self.in_progress: dict[str, ObjectRef] = {}  # emitted and not yet settled
+        self.budget = ByteBudget(settings.inflight_bytes)
         self.produce: Produce = self._list
         self.on_settled: Callable[[ObjectRef], None] | None = None
 
@@ -167,6 +198,7 @@ class _Run:
         )
 
     def _settled(self, ref: ObjectRef) -> None:
+        self.budget.release(ref.key)
         self.in_progress.pop(ref.key, None)
         if self.on_settled is not None:
             self.on_settled(ref)
@@ -229,6 +261,7 @@ class _Run:
 
     async def fetcher(self, remaining: list[int]) -> None:
         while (ref := await self.fetch_q.get()) is not _DONE and not self.stopping:
+            await self.budget.acquire(ref.key, ref.size * _EXPANSION)
             self.ledger.mark(self.source, [ref], Status.IN_FLIGHT)
             try:
                 data = await call_with_retry(self.s.source.retry, partial(self.store.get, ref))
