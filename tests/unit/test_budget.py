@@ -20,7 +20,8 @@ class TestByteBudget:
 
             t1 = asyncio.create_task(later("b", 60))
             await asyncio.sleep(0.01)
-            assert [] == order and 60 == budget.used
+            assert [] == order
+            assert 60 == budget.used
             budget.release("a")
             await asyncio.sleep(0.01)
             assert ["b"] == order
