@@ -210,3 +210,63 @@ class FaultProxy:
             await asyncio.sleep(f.stall_seconds)
             return "stall", status, answer
         return ("item-429" if failed else "ok"), status, answer
+
+
+class NullCluster:
+    """An OpenSearch stand-in on loopback that parses and acknowledges ``_bulk`` bodies without
+    indexing anything, and says yes to template and settings calls: for measuring ct-ingest's
+    own throughput (osmem-server indexes only ~1k docs/s and would hide it). Benchmarks only."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.docs = 0
+        self.bytes = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def start(self, port: int = 0) -> NullCluster:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(port), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _start(self, port: int) -> None:
+        app = web.Application(client_max_size=200 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = request.path
+        if request.method == "HEAD":
+            return web.Response(status=200 if "_template" in path else 404)
+        body = await request.read()
+        if path.endswith("/_bulk"):
+            lines = body.splitlines()
+            ids = [next(iter(orjson.loads(a).values())).get("_id") for a in lines[::2]]
+            self.docs += len(ids)
+            self.bytes += len(body)
+            items = [{"create": {"_id": i, "status": 201}} for i in ids]
+            return web.Response(
+                body=orjson.dumps({"errors": False, "items": items}),
+                content_type="application/json",
+            )
+        if path in ("/", ""):
+            return web.json_response({"version": {"number": "2.17.1", "distribution": "null"}})
+        if "_simulate_index" in path:
+            return web.json_response(
+                {
+                    "template": {
+                        "settings": {"index": {"refresh_interval": "5s", "number_of_replicas": "1"}}
+                    }
+                }
+            )
+        return web.json_response({"acknowledged": True})
