@@ -55,11 +55,34 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar=_env("CONFIG"),
+            help="TOML file of option defaults (default: ~/.config/ct-ingest/config.toml).",
+        ),
+    ] = None,
 ) -> None:
     """ct-ingest: CloudTrail → OpenSearch."""
+    from ingest.configfile import load_default_map, resolve_path
+
+    if ctx.resilient_parsing:
+        return
+    try:
+        path = resolve_path(config)
+        if path is None:
+            return
+        if not path.is_file():
+            raise ConfigError(f"config {path}: no such file")
+        ctx.default_map = load_default_map(path, ctx.command, ctx)
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    ctx.meta["config_path"] = path
 
 
 # Options shared by the commands that talk to OpenSearch.
@@ -215,7 +238,7 @@ def build_settings(
     return Settings(
         source=SourceConfig(
             location=parse_location(source),
-            profile=profile,
+            profile=profile or None,  # an empty AWS_PROFILE means none
             endpoint_url=environment.s3_endpoint_url,
             region=aws_region,
             concurrency=concurrency,
@@ -237,7 +260,7 @@ def build_settings(
             password=read_password(user, password_file),
             aws_auth=aws_auth,
             aws_region=aws_region,
-            aws_profile=profile,
+            aws_profile=profile or None,
             compress=compress,
         ),
         filters=Filters(
@@ -802,7 +825,7 @@ def tail(
         poll_interval=poll_interval,
         rewind=timedelta(minutes=rewind_minutes),
         rediscover_seconds=rediscover_minutes * 60,
-        sqs_queue_url=sqs_queue_url,
+        sqs_queue_url=sqs_queue_url or None,
         sqs_endpoint_url=from_environment(os.environ).sqs_endpoint_url,
         sqs_wait_seconds=sqs_wait_seconds,
         sqs_visibility=sqs_visibility,
@@ -1333,6 +1356,86 @@ def deadletter_replay(
         f"{report.remaining:,} left in {path}"
     )
     raise typer.Exit(EXIT_OK if report.still_rejected == 0 else EXIT_DEADLETTER)
+
+
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+_SECRET_HINTS = ("password", "webhook", "token", "secret")
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    command: Annotated[
+        str, typer.Argument(help="backfill, tail, setup, report.clickops, ...")
+    ] = "backfill",
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="The command's own options after --, as you would run it."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Every option of COMMAND with its effective value (secrets masked) and where it came from:
+    command line, environment, config file, or default."""
+    from rich.console import Console
+    from rich.table import Table
+
+    root = ctx.find_root()
+    group = root.command
+    cmd: Any = group
+    for part in command.split("."):
+        cmd = cmd.get_command(root, part) if hasattr(cmd, "get_command") else None
+        if cmd is None:
+            raise _fail(f"no command {command!r}", EXIT_CONFIG)
+    path = root.meta.get("config_path")
+    parent = root
+    default_map = root.default_map or {}
+    for part in command.split(".")[:-1]:
+        default_map = default_map.get(part, {})
+    sub = cmd.make_context(
+        command.split(".")[-1],
+        list(args or []),
+        parent=parent,
+        resilient_parsing=True,
+        default_map=default_map.get(command.split(".")[-1]),
+    )
+    rows = []
+    for param in cmd.params:
+        if not getattr(param, "opts", None) or param.name in ("help",):
+            continue
+        source = getattr(sub.get_parameter_source(param.name), "name", "DEFAULT")
+        envvar = f"env {param.envvar}" if isinstance(param.envvar, str) else "env"
+        where = {
+            "COMMANDLINE": "command line",
+            "ENVIRONMENT": envvar,
+            "DEFAULT_MAP": f"config {path}",
+        }.get(source, "default")
+        value = sub.params.get(param.name)
+        if value is not None and any(h in param.name for h in _SECRET_HINTS):
+            value = "*****"
+        rows.append((param.opts[0], value, where))
+    password = os.environ.get("CT_INGEST_PASSWORD")
+    rows.append(
+        (
+            "(password)",
+            "*****" if password else None,
+            "env CT_INGEST_PASSWORD" if password else "unset",
+        )
+    )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [{"option": o, "value": v, "source": w} for o, v, w in rows], default=str, indent=2
+            )
+        )
+        return
+    table = Table(title=f"ct-ingest {command}: effective configuration")
+    for column in ("option", "value", "from"):
+        table.add_column(column)
+    for option, value, where in rows:
+        table.add_row(option, "-" if value is None else str(value), where)
+    Console().print(table)
 
 
 @app.command()
