@@ -63,9 +63,9 @@ def import_saved_objects(
     if not verify:
         import ssl
 
-        context = ssl._create_unverified_context()  # noqa: S323 (--insecure was asked for)
+        context = ssl._create_unverified_context()  # noqa: S323 (--insecure asked)  # nosec B323
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310  # nosec B310
             answer = json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         raise SinkError(f"Dashboards import: HTTP {exc.code}: {exc.read()[:300]!r}") from None

@@ -57,7 +57,7 @@ def upload(s3_url: str, files: list[Any], *, bucket: str = BUCKET) -> None:
         region_name="us-east-1",
         aws_access_key_id="demo",
         config=Config(max_pool_connections=16),
-        aws_secret_access_key="demo",  # noqa: S106 (moto accepts any credentials)
+        aws_secret_access_key="demo",  # noqa: S106 (moto)  # nosec B106
     )
     s3.create_bucket(Bucket=bucket)
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -104,7 +104,7 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "demo",
-            "AWS_SECRET_ACCESS_KEY": "demo",
+            "AWS_SECRET_ACCESS_KEY": "demo",  # moto accepts any  # nosec B105
             "AWS_DEFAULT_REGION": "us-east-1",
         }
     )

@@ -112,12 +112,14 @@ def _descend(where: _Where, segment: str, f: Filters) -> _Where | bool | None:
     n = int(segment)
     if lv is Level.YEAR:
         return replace(where, level=Level.MONTH, year=n) if _year_ok(f, n) else None
-    assert where.year is not None
+    if where.year is None:
+        return False
     if lv is Level.MONTH:
         if not 1 <= n <= 12:
             return False
         return replace(where, level=Level.DAY, month=n) if _month_ok(f, where.year, n) else None
-    assert where.month is not None
+    if where.month is None:
+        return False
     try:
         day = date(where.year, where.month, n)
     except ValueError:

@@ -91,7 +91,7 @@ class MetricsServer:
         collector: Collector,
         problems: Callable[[], list[str]],
         port: int,
-        host: str = "0.0.0.0",  # noqa: S104 (metrics are meant to be scraped from elsewhere)
+        host: str = "0.0.0.0",  # noqa: S104 (scraped from elsewhere)  # nosec B104
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(collector)

@@ -45,7 +45,7 @@ class MotoServer:
             if proc.poll() is not None:
                 raise RuntimeError(f"moto server exited with status {proc.returncode}")
             try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 (loopback)
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 (loopback)  # nosec B310
                     return cls(proc, url)
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
@@ -55,7 +55,7 @@ class MotoServer:
     def reset(self) -> None:
         """Forget every bucket, object and queue."""
         req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
-        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 (loopback)  # nosec B310
             pass
 
     def stop(self) -> None:
