@@ -7,6 +7,7 @@ dead-letter; 2 usage or configuration error; 3 aborted (e.g. OpenSearch unreacha
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 from pathlib import Path
@@ -196,28 +197,28 @@ def build_settings(
     *,
     source: str,
     opensearch: str,
-    state: Path | None,
-    deadletter: Path | None,
-    since: str | None,
-    until: str | None,
-    accounts: list[str],
-    regions: list[str],
-    include_insight: bool,
-    exclude: list[str],
-    concurrency: int,
-    workers: int | None,
-    profile: str | None,
-    aws_region: str | None,
-    index_prefix: str,
-    alias: str,
-    bulk_mib: float,
-    max_bulk_mib: float,
-    max_in_flight: int,
-    timeout: float,
+    state: Path | None = None,
+    deadletter: Path | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    accounts: list[str] | None = None,
+    regions: list[str] | None = None,
+    include_insight: bool = False,
+    exclude: list[str] | None = None,
+    concurrency: int = 32,
+    workers: int | None = None,
+    profile: str | None = None,
+    aws_region: str | None = None,
+    index_prefix: str = "cloudtrail-",
+    alias: str = "cloudtrail",
+    bulk_mib: float = 5.0,
+    max_bulk_mib: float = 9.0,
+    max_in_flight: int = 4,
+    timeout: float = 50.0,
     bulk_target_seconds: float = 10.0,
-    insecure: bool,
-    ca_certs: Path | None,
-    log_format: str,
+    insecure: bool = False,
+    ca_certs: Path | None = None,
+    log_format: str = "auto",
     retry_deadline: float = 300.0,
     backfill_mode: bool = True,
     user: str | None = None,
@@ -266,10 +267,10 @@ def build_settings(
         filters=Filters(
             since=parse_day(since) if since else None,
             until=parse_day(until) if until else None,
-            accounts=frozenset(accounts),
-            regions=frozenset(regions),
+            accounts=frozenset(accounts or ()),
+            regions=frozenset(regions or ()),
             include_insight=include_insight,
-            exclude=tuple(exclude),
+            exclude=tuple(exclude or ()),
         ),
         state_path=state_path,
         deadletter_path=deadletter or state_path.parent / "deadletter.jsonl",
@@ -281,6 +282,19 @@ def build_settings(
         shard=parse_shard(shard) if shard else None,
         inflight_bytes=int(inflight_mib * MiB),
     )
+
+
+# Option names whose build_settings argument is named differently.
+_RENAMED = {"account": "accounts", "region": "regions", "gzip": "compress"}
+
+
+def settings_from_params(params: dict[str, Any], **overrides: Any) -> Settings:
+    """Settings from a command's parsed options (``ctx.params``), so that every command that
+    runs the pipeline builds them the same way; ``overrides`` win."""
+    accepted = inspect.signature(build_settings).parameters
+    kwargs = {_RENAMED.get(k, k): v for k, v in params.items() if _RENAMED.get(k, k) in accepted}
+    kwargs.update(overrides)
+    return build_settings(**kwargs)
 
 
 def run_and_report(settings: Settings, *, console: bool, tail: Any = None) -> int:
@@ -353,6 +367,7 @@ def run_and_report(settings: Settings, *, console: bool, tail: Any = None) -> in
 
 @app.command()
 def backfill(
+    ctx: typer.Context,
     source: Annotated[
         str, typer.Argument(help="s3://BUCKET[/PREFIX] or a local directory laid out like it.")
     ],
@@ -489,42 +504,7 @@ def backfill(
     from ingest.telemetry import configure_logging
 
     try:
-        settings = build_settings(
-            source=source,
-            opensearch=opensearch,
-            state=state,
-            deadletter=deadletter,
-            since=since,
-            until=until,
-            accounts=account or [],
-            regions=region or [],
-            include_insight=include_insight,
-            exclude=exclude or [],
-            concurrency=concurrency,
-            workers=workers,
-            profile=profile,
-            aws_region=aws_region,
-            index_prefix=index_prefix,
-            alias=alias,
-            bulk_mib=bulk_mib,
-            max_bulk_mib=max_bulk_mib,
-            max_in_flight=max_in_flight,
-            timeout=timeout,
-            bulk_target_seconds=bulk_target_seconds,
-            insecure=insecure,
-            ca_certs=ca_certs,
-            log_format=log_format,
-            retry_deadline=retry_deadline,
-            backfill_mode=backfill_mode,
-            user=user,
-            password_file=password_file,
-            aws_auth=aws_auth,
-            compress=gzip,
-            retry_failed=retry_failed,
-            drain_seconds=drain_seconds,
-            shard=shard,
-            inflight_mib=inflight_mib,
-        )
+        settings = settings_from_params(ctx.params)
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     console = configure_logging(settings.log_format, verbose=verbose)
@@ -679,6 +659,7 @@ def setup(
 
 @app.command()
 def tail(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX] (or a local directory).")],
     opensearch: OpenSearchOpt,
     state: Annotated[
@@ -783,38 +764,7 @@ def tail(
     from ingest.telemetry import configure_logging
 
     try:
-        settings = build_settings(
-            source=source,
-            opensearch=opensearch,
-            state=state,
-            deadletter=deadletter,
-            since=None,
-            until=None,
-            accounts=account or [],
-            regions=region or [],
-            include_insight=include_insight,
-            exclude=exclude or [],
-            concurrency=concurrency,
-            workers=workers,
-            profile=profile,
-            aws_region=aws_region,
-            index_prefix=index_prefix,
-            alias=alias,
-            bulk_mib=5.0,
-            max_bulk_mib=9.0,
-            max_in_flight=4,
-            timeout=timeout,
-            insecure=insecure,
-            ca_certs=ca_certs,
-            log_format=log_format,
-            retry_deadline=retry_deadline,
-            backfill_mode=False,
-            user=user,
-            password_file=password_file,
-            aws_auth=aws_auth,
-            compress=gzip,
-            drain_seconds=drain_seconds,
-        )
+        settings = settings_from_params(ctx.params, backfill_mode=False)
         if sqs_queue_url and not source.startswith("s3://"):
             raise ConfigError("--sqs-queue-url needs an s3:// source")
         if poll_interval <= 0 or rewind_minutes < 0:
@@ -922,6 +872,7 @@ def status(
 
 @app.command()
 def verify(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX] or a local directory.")],
     opensearch: OpenSearchOpt,
     state: Annotated[
@@ -959,36 +910,7 @@ def verify(
 
     configure_logging(log_format)
     try:
-        settings = build_settings(
-            source=source,
-            opensearch=opensearch,
-            state=state,
-            deadletter=deadletter,
-            since=since,
-            until=until,
-            accounts=account or [],
-            regions=region or [],
-            include_insight=include_insight,
-            exclude=exclude or [],
-            concurrency=concurrency,
-            workers=0,
-            profile=profile,
-            aws_region=aws_region,
-            index_prefix=index_prefix,
-            alias=alias,
-            bulk_mib=5.0,
-            max_bulk_mib=9.0,
-            max_in_flight=4,
-            timeout=timeout,
-            insecure=insecure,
-            ca_certs=ca_certs,
-            log_format=log_format,
-            retry_deadline=retry_deadline,
-            user=user,
-            password_file=password_file,
-            aws_auth=aws_auth,
-            shard=shard,
-        )
+        settings = settings_from_params(ctx.params, workers=0)
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     try:
