@@ -277,3 +277,41 @@ class TestSqs:
         )
         bodies = [m["Body"] for m in left.get("Messages", [])]
         assert ["this is not an S3 event"] == bodies
+
+
+class TestAfterBackfill:
+    def test_tail_picks_up_where_the_backfill_ended(
+        self,
+        s3: object,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+        tmp_path: Path,
+    ) -> None:
+        """With the backfill's state, tail fetches none of the files the backfill settled and
+        indexes the ones written after it."""
+        from .helpers import cli
+
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        before = _put(s3, now - timedelta(minutes=50), "bf1") | _put(
+            s3, now - timedelta(minutes=45), "bf2"
+        )
+        run = cli(
+            "backfill",
+            f"s3://{BUCKET}",
+            "--opensearch",
+            opensearch_url,
+            "--state",
+            str(tmp_path / "state" / "ledger.sqlite"),
+            "--log-format",
+            "json",
+            "--workers",
+            "0",
+        )
+        assert (0, len(before)) == (run.code, run.done["indexed"])
+        proc = tail_proc(opensearch_url, "--poll-interval", "1")
+        after = _put(s3, now - timedelta(minutes=1), "new")
+        _wait(lambda: (before | after) <= _ids(opensearch_url, refresh=True), 30)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        done = [orjson.loads(x)["key"] for x in err.splitlines() if b'"object_done"' in x]
+        assert [_key(now - timedelta(minutes=1), "new")] == done
