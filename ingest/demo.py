@@ -120,13 +120,16 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
         )
         return 2
     try:
-        out.print(f"S3 (moto) at {moto.url}, OpenSearch (osmem-server) at {osmem.url}")
+        out.print(
+            f"S3 (moto) at {moto.url}, OpenSearch (osmem-server) at {osmem.url}", soft_wrap=True
+        )
         t0 = time.monotonic()
         files = list(synth.generate(events, seed=seed))
         upload(moto.url, files)
         out.print(
             f"wrote {sum(f.records for f in files):,} events in {len(files):,} log files to "
-            f"s3://{BUCKET}/AWSLogs/ in {time.monotonic() - t0:.1f} s"
+            f"s3://{BUCKET}/AWSLogs/ in {time.monotonic() - t0:.1f} s",
+            soft_wrap=True,
         )
         os.environ["AWS_ENDPOINT_URL_S3"] = moto.url
         with tempfile.TemporaryDirectory(prefix="ct-ingest-demo-") as tmp:
@@ -155,7 +158,9 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
                 ca_certs=None,
                 log_format=log_format,
             )
-            out.print(f"$ ct-ingest backfill s3://{BUCKET} --opensearch {osmem.url}")
+            out.print(
+                f"$ ct-ingest backfill s3://{BUCKET} --opensearch {osmem.url}", soft_wrap=True
+            )
             code = run_and_report(settings, console=console)
         if code not in (0, 1):
             return code
@@ -168,7 +173,8 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
             out.print(table)
         if keep_running:
             out.print(
-                f"servers left running: S3 {moto.url}  OpenSearch {osmem.url}  (Ctrl-C stops them)"
+                f"servers left running: S3 {moto.url}  OpenSearch {osmem.url}  (Ctrl-C stops them)",
+                soft_wrap=True,
             )
             try:
                 while True:
