@@ -235,7 +235,7 @@ def build_settings(
     state_path = state or default_state_dir(environment) / "ledger.sqlite"
     if retry_deadline <= 0:
         raise ConfigError(f"--retry-deadline must be positive, got {retry_deadline}")
-    retry = RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4))
+    retry = RetryPolicy.within(retry_deadline)
     return Settings(
         source=SourceConfig(
             location=parse_location(source),
@@ -586,7 +586,7 @@ def setup(
             timeout=timeout,
             verify_certs=not insecure,
             ca_certs=str(ca_certs) if ca_certs else None,
-            retry=RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4)),
+            retry=RetryPolicy.within(retry_deadline),
             username=user,
             password=read_password(user, password_file),
             aws_auth=aws_auth,
@@ -1237,7 +1237,7 @@ def deadletter_replay(
             timeout=timeout,
             verify_certs=not insecure,
             ca_certs=str(ca_certs) if ca_certs else None,
-            retry=RetryPolicy(deadline=retry_deadline, maximum=min(20.0, retry_deadline / 4)),
+            retry=RetryPolicy.within(retry_deadline),
             username=user,
             password=read_password(user, password_file),
             aws_auth=aws_auth,

@@ -35,6 +35,7 @@ __all__ = [
     "render_ism_policy",
     "render_template",
     "template_name",
+    "translate_error",
 ]
 
 _log = structlog.get_logger("ingest.cluster")
@@ -56,34 +57,31 @@ def _auth(config: SinkConfig, *, sync: bool = False) -> Any:
     return None
 
 
+def _common(config: SinkConfig, *, sync: bool) -> dict[str, Any]:
+    """What both clients take from the configuration: URL, auth, TLS, compression, timeout."""
+    return {
+        "hosts": [config.url],
+        "http_auth": _auth(config, sync=sync),
+        "http_compress": config.compress,
+        "timeout": config.timeout,
+        "verify_certs": config.verify_certs,
+        "ca_certs": config.ca_certs,
+        "ssl_show_warn": config.verify_certs,
+    }
+
+
 def open_sync_client(config: SinkConfig) -> OpenSearch:
     """A blocking client with the same auth and TLS settings (for reports and setup steps)."""
-    return OpenSearch(
-        hosts=[config.url],
-        http_auth=_auth(config, sync=True),
-        http_compress=config.compress,
-        timeout=config.timeout,
-        max_retries=2,
-        retry_on_timeout=True,
-        verify_certs=config.verify_certs,
-        ca_certs=config.ca_certs,
-        ssl_show_warn=config.verify_certs,
-    )
+    return OpenSearch(**_common(config, sync=True), max_retries=2, retry_on_timeout=True)
 
 
 def open_client(config: SinkConfig) -> AsyncOpenSearch:
     """An async client for ``config.url``; it never retries by itself (our policy does)."""
     return AsyncOpenSearch(
-        hosts=[config.url],
-        http_auth=_auth(config),
+        **_common(config, sync=False),
         connection_class=AsyncHttpConnection,
-        http_compress=config.compress,
-        timeout=config.timeout,
         max_retries=0,
         retry_on_timeout=False,
-        verify_certs=config.verify_certs,
-        ca_certs=config.ca_certs,
-        ssl_show_warn=config.verify_certs,
         maxsize=max(config.max_in_flight * 2, 4),
     )
 
@@ -138,7 +136,9 @@ def render_ism_policy(config: SinkConfig, index: IndexConfig) -> dict[str, Any]:
     return body
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def translate_error(exc: Exception, what: str) -> Exception:
+    """opensearch-py's errors as ours: unreachable, 429 and 502/503/504 are transient, any
+    other refusal terminal."""
     if isinstance(exc, OSConnectionError):
         return SinkUnavailable(f"{what}: cannot reach OpenSearch: {exc.info or exc.error}")
     if isinstance(exc, TransportError):
@@ -154,7 +154,7 @@ async def ping(client: AsyncOpenSearch) -> str:
     try:
         info = await client.info()
     except Exception as exc:
-        raise _translate(exc, "GET /") from exc
+        raise translate_error(exc, "GET /") from exc
     return str(info.get("version", {}).get("number", "?"))
 
 
@@ -167,12 +167,12 @@ async def install_template(
         try:
             await client.cluster.put_component_template(name=name, body=body)
         except Exception as exc:
-            raise _translate(exc, f"PUT _component_template/{name}") from exc
+            raise translate_error(exc, f"PUT _component_template/{name}") from exc
     name = template_name(config)
     try:
         await client.indices.put_index_template(name=name, body=render_template(config))
     except Exception as exc:
-        raise _translate(exc, f"PUT _index_template/{name}") from exc
+        raise translate_error(exc, f"PUT _index_template/{name}") from exc
     _log.info(
         "template_installed", name=name, patterns=f"{config.index_prefix}*", alias=config.alias
     )
@@ -205,9 +205,9 @@ async def install_ism_policy(
                 f"retention: this cluster has no ISM plugin (HTTP {exc.status_code}); "
                 "no retention policy installed"
             )
-        raise _translate(exc, f"PUT {path}") from exc
+        raise translate_error(exc, f"PUT {path}") from exc
     except OSConnectionError as exc:
-        raise _translate(exc, f"PUT {path}") from exc
+        raise translate_error(exc, f"PUT {path}") from exc
     return (
         f"retention: ISM policy {name} deletes indices {index.retention_days} days after creation"
     )
@@ -219,7 +219,7 @@ async def ensure_template(client: AsyncOpenSearch, config: SinkConfig) -> bool:
     try:
         exists = await client.indices.exists_index_template(name=name)
     except Exception as exc:
-        raise _translate(exc, f"HEAD _index_template/{name}") from exc
+        raise translate_error(exc, f"HEAD _index_template/{name}") from exc
     if exists:
         return False
     await install_template(client, config)
@@ -252,10 +252,10 @@ class BackfillMode:
                 await self._client.indices.create(index=index, body={"settings": self.FAST})
         except TransportError as exc:
             if "resource_already_exists_exception" not in str(exc.error):
-                raise _translate(exc, f"backfill settings for {index}") from exc
+                raise translate_error(exc, f"backfill settings for {index}") from exc
             await self._client.indices.put_settings(index=index, body=self.FAST)
         except Exception as exc:
-            raise _translate(exc, f"backfill settings for {index}") from exc
+            raise translate_error(exc, f"backfill settings for {index}") from exc
         self.touched.append(index)
         _log.debug("backfill_mode_on", index=index)
 
@@ -276,6 +276,6 @@ class BackfillMode:
                 values = await self._template_values(index)
                 await self._client.indices.put_settings(index=index, body={"index": values})
             except Exception as exc:
-                raise _translate(exc, f"restoring settings of {index}") from exc
+                raise translate_error(exc, f"restoring settings of {index}") from exc
             _log.info("backfill_mode_off", index=index, **values)
         return list(self.touched)

@@ -48,14 +48,16 @@ def composite(
     *,
     sub: dict[str, Any] | None = None,
     page: int = 1000,
+    missing: bool = False,
 ) -> Iterator[tuple[dict[str, Any], int, dict[str, Any]]]:
     """Every bucket of a composite aggregation over ``fields``, page by page:
-    (key, doc_count, sub-aggregations)."""
+    (key, doc_count, sub-aggregations); with ``missing``, documents without a field get a
+    ``None`` key for it instead of being left out."""
     after: dict[str, Any] | None = None
     while True:
         comp: dict[str, Any] = {
             "size": page,
-            "sources": [{f: {"terms": {"field": f}}} for f in fields],
+            "sources": [{f: {"terms": {"field": f, "missing_bucket": missing}}} for f in fields],
         }
         if after:
             comp["after"] = after
@@ -217,22 +219,22 @@ def principal_report(
             through = key.get("userIdentity.sessionContext.sessionIssuer.arn") or via
             if through not in use.via:
                 use.via.append(through)
-        issued = {
-            k["responseElements.credentials.accessKeyId"]
-            for k, _, _ in composite(
-                client,
-                index,
-                {"bool": {"filter": [query, {"prefix": {"eventName": "AssumeRole"}}]}},
-                ["responseElements.credentials.accessKeyId"],
-            )
-        }
+        issued: set[str] = set()
+        key_field, role_field = (
+            "responseElements.credentials.accessKeyId",
+            "requestParameters.roleArn",
+        )
         for k, _, _ in composite(
             client,
             index,
             {"bool": {"filter": [query, {"prefix": {"eventName": "AssumeRole"}}]}},
-            ["requestParameters.roleArn"],
+            [key_field, role_field],
+            missing=True,  # a refused AssumeRole names a role but issues no key
         ):
-            roles.add(k["requestParameters.roleArn"])
+            if k[key_field] is not None:
+                issued.add(k[key_field])
+            if k[role_field] is not None:
+                roles.add(k[role_field])
         new = sorted(issued - seen_keys)
         if not new:
             break

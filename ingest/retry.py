@@ -33,6 +33,11 @@ class RetryPolicy:
     maximum: float = 20.0
     deadline: float = 300.0
 
+    @classmethod
+    def within(cls, deadline: float) -> RetryPolicy:
+        """Keep trying for ``deadline`` seconds, never sleeping more than a quarter of it."""
+        return cls(deadline=deadline, maximum=min(20.0, deadline / 4))
+
 
 def is_transient(exc: BaseException) -> bool:
     """True for errors that our tree marks as worth another try."""

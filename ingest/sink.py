@@ -308,24 +308,20 @@ class OpenSearchBulkClient:
         self._client = client
 
     async def bulk(self, body: bytes) -> dict[str, Any]:
-        from opensearchpy.exceptions import ConnectionError as OSConnectionError
         from opensearchpy.exceptions import TransportError
+
+        from ingest.cluster import translate_error
 
         try:
             answer: dict[str, Any] = await self._client.bulk(
                 body=body, params={"filter_path": "errors,items.*.status,items.*.error"}
             )
-        except OSConnectionError as exc:
-            raise SinkUnavailable(f"bulk: {type(exc).__name__}: {exc.info or exc.error}") from exc
-        except TransportError as exc:
-            status = exc.status_code if isinstance(exc.status_code, int) else 0
-            if status in (429, 502, 503, 504):
-                raise SinkUnavailable(f"bulk: HTTP {status}") from exc
-            if status == 413:
-                raise TooLarge(f"bulk: HTTP 413 for {len(body)} bytes") from exc
-            raise SinkError(f"bulk: HTTP {status}: {str(exc.info or exc.error)[:300]}") from exc
         except TimeoutError as exc:
             raise SinkUnavailable("bulk: timed out") from exc
+        except TransportError as exc:
+            if exc.status_code == 413:
+                raise TooLarge(f"bulk: HTTP 413 for {len(body)} bytes") from exc
+            raise translate_error(exc, "bulk") from exc
         return answer
 
     async def aclose(self) -> None:
