@@ -35,7 +35,12 @@ __all__ = ["EXIT_ABORTED", "EXIT_CONFIG", "EXIT_DEADLETTER", "EXIT_OK", "app", "
 
 EXIT_OK, EXIT_DEADLETTER, EXIT_CONFIG, EXIT_ABORTED = 0, 1, 2, 3
 
+# Help text is plain text: rich markup in it (``[/PREFIX]``, ``[...]``) would be parsed as
+# style tags and crash the help screen, so every Typer here renders help without markup.
+_PLAIN_HELP: dict[str, Any] = {"rich_markup_mode": None}
+
 app = typer.Typer(
+    **_PLAIN_HELP,
     name="ct-ingest",
     help="Move AWS CloudTrail archives from S3 into OpenSearch, fast and exactly once.",
     no_args_is_help=True,
@@ -958,7 +963,7 @@ def verify(
 
 
 report_app = typer.Typer(
-    help="Reports from the index: ClickOps, least privilege.", no_args_is_help=True
+    **_PLAIN_HELP, help="Reports from the index: ClickOps, least privilege.", no_args_is_help=True
 )
 app.add_typer(report_app, name="report")
 
@@ -1139,7 +1144,7 @@ def report_principal(
 
 
 deadletter_app = typer.Typer(
-    help="Look at and re-send what did not get indexed.", no_args_is_help=True
+    **_PLAIN_HELP, help="Look at and re-send what did not get indexed.", no_args_is_help=True
 )
 app.add_typer(deadletter_app, name="deadletter")
 
@@ -1280,7 +1285,7 @@ def deadletter_replay(
     raise typer.Exit(EXIT_OK if report.still_rejected == 0 else EXIT_DEADLETTER)
 
 
-config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+config_app = typer.Typer(**_PLAIN_HELP, help="The effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 _SECRET_HINTS = ("password", "webhook", "token", "secret")
