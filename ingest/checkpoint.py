@@ -144,10 +144,17 @@ class Ledger:
         self, source: str, refs: Sequence[ObjectRef], *, retry_failed: bool = False
     ) -> set[str]:
         """The keys among ``refs`` that are done (or failed, unless retried) with the same ETag."""
+        return set(self.settled_status(source, refs, retry_failed=retry_failed))
+
+    def settled_status(
+        self, source: str, refs: Sequence[ObjectRef], *, retry_failed: bool = False
+    ) -> dict[str, Status]:
+        """Like :meth:`settled`, with each key's status: ``done``, or ``failed`` in an earlier
+        run (and so not fetched again unless ``retry_failed``)."""
         if not refs:
-            return set()
+            return {}
         statuses = (Status.DONE,) if retry_failed else (Status.DONE, Status.FAILED)
-        found: set[str] = set()
+        found: dict[str, Status] = {}
         wanted = {r.key: r.etag for r in refs}
         keys = list(wanted)
         try:
@@ -158,7 +165,9 @@ class Ledger:
                     f"SELECT key, etag, status FROM objects WHERE source = ? AND key IN ({marks})",  # noqa: S608 (placeholders only)  # nosec B608
                     (source, *chunk),
                 )
-                found.update(k for k, etag, st in rows if etag == wanted[k] and st in statuses)
+                found.update(
+                    (k, Status(st)) for k, etag, st in rows if etag == wanted[k] and st in statuses
+                )
         except sqlite3.Error as exc:
             raise CheckpointError(f"checkpoint {self.path}: {exc}") from exc
         return found

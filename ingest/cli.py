@@ -329,7 +329,7 @@ def run_and_report(settings: Settings, *, console: bool, tail: Any = None) -> in
             err=True,
         )
         return EXIT_ABORTED
-    failed = stats.deadlettered or stats.objects_failed
+    failed = stats.deadlettered or stats.objects_failed or stats.objects_failed_earlier
     status = "finished with dead-letters" if failed else "done"
     if stats.stopped:
         status = "stopped"
@@ -344,6 +344,7 @@ def run_and_report(settings: Settings, *, console: bool, tail: Any = None) -> in
         objects_done=stats.objects_done,
         objects_failed=stats.objects_failed,
         objects_already_done=stats.objects_already_done,
+        objects_failed_earlier=stats.objects_failed_earlier,
         objects_other_shard=stats.objects_other_shard,
         already_indexed=stats.already_indexed,
         enrich_failed=stats.enrich_failed,
@@ -358,6 +359,12 @@ def run_and_report(settings: Settings, *, console: bool, tail: Any = None) -> in
     )
     if failed:
         typer.echo(f"ct-ingest: dead-letter entries are in {settings.deadletter_path}", err=True)
+    if stats.objects_failed_earlier:
+        typer.echo(
+            f"ct-ingest: {stats.objects_failed_earlier:,} objects failed in earlier runs and were "
+            "not retried: see `ct-ingest deadletter summary`; rerun with `--retry-failed`",
+            err=True,
+        )
     if stats.stopped and tail is not None:
         return EXIT_OK  # a tail ends by being stopped; what was in flight is settled
     if stats.stopped:
@@ -873,6 +880,11 @@ def status(
             "ETA", f"{r['eta_seconds']:,} s" if r["eta_seconds"] is not None else eta_text
         )
     Console().print(table)
+    if totals["failed"]:
+        typer.echo(
+            f"{totals['failed']:,} objects failed and are not retried by a rerun: see "
+            "`ct-ingest deadletter summary`; rerun the backfill with `--retry-failed`"
+        )
 
 
 @app.command()
@@ -907,6 +919,13 @@ def verify(
     insecure: InsecureOpt = False,
     ca_certs: CaCertsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON report.")] = False,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Re-send missing documents from their objects (idempotent), then verify again.",
+        ),
+    ] = False,
     log_format: LogFormatOpt = "auto",
 ) -> None:
     """Reconcile the source against the index, object by object; exit 0 only when they match."""
@@ -919,7 +938,7 @@ def verify(
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     try:
-        report = asyncio.run(run_verify(settings))
+        report = asyncio.run(run_verify(settings, repair=repair))
     except IngestError as exc:
         raise _fail(f"verify aborted: {exc}", EXIT_ABORTED) from None
     except BaseExceptionGroup as group:
@@ -927,38 +946,14 @@ def verify(
 
         raise _fail(f"verify aborted: {root_cause(group)}", EXIT_ABORTED) from None
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "objects": report.objects,
-                    "records": report.records,
-                    "expected": report.expected,
-                    "found": report.found,
-                    "missing": report.missing,
-                    "unexpected": report.unexpected,
-                    "deadlettered_records": report.deadlettered_records,
-                    "deadlettered_objects": report.deadlettered_objects,
-                    "skipped": report.skipped,
-                    "problems": [p.__dict__ for p in report.problems],
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
         for p in report.problems[:50]:
             what = p.unreadable or (
                 f"{len(p.missing)} missing ({', '.join(p.missing[:3])}...)" if p.missing else ""
             ) + (f" {len(p.unexpected)} unexpected" if p.unexpected else "")
             typer.echo(f"  {p.key}: {what}")
-        verdict = "match" if report.ok else "MISMATCH"
-        typer.echo(
-            f"ct-ingest verify: {verdict}: {report.objects:,} objects, {report.records:,} records: "
-            f"{report.found:,} of {report.expected:,} expected documents found, "
-            f"{report.missing:,} missing, {report.unexpected:,} unexpected; dead-lettered "
-            f"{report.deadlettered_records:,} records and {report.deadlettered_objects:,} objects; "
-            f"skipped by rule {report.skipped:,}"
-        )
+        typer.echo(report.summary_line())
     raise typer.Exit(EXIT_OK if report.ok else EXIT_DEADLETTER)
 
 

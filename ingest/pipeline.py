@@ -58,6 +58,7 @@ class RunStats:
     objects_already_done: int = 0
     objects_done: int = 0
     objects_failed: int = 0
+    objects_failed_earlier: int = 0  # failed in an earlier run, not retried (no --retry-failed)
     bytes_fetched: int = 0
     json_bytes: int = 0
     records_seen: int = 0
@@ -182,6 +183,7 @@ class _Run:
         self.lister_task: asyncio.Task[None] | None = None
         self._pending: list[ObjectRef] = []
         self.in_progress: dict[str, ObjectRef] = {}  # emitted and not yet settled
+        self._failed_earlier: set[str] = set()
         self.budget = ByteBudget(settings.inflight_bytes)
         self.produce: Produce = self._list
         self.on_settled: Callable[[ObjectRef], None] | None = None
@@ -229,8 +231,15 @@ class _Run:
             return
         if ref.key in self.in_progress:
             return  # listed again (tail's overlapping polls) while still being processed
-        if self.ledger.settled(self.source, [ref], retry_failed=self.s.retry_failed):
-            self.stats.objects_already_done += 1
+        status = self.ledger.settled_status(
+            self.source, [ref], retry_failed=self.s.retry_failed
+        ).get(ref.key)
+        if status is not None:
+            if status is Status.DONE:
+                self.stats.objects_already_done += 1
+            elif ref.key not in self._failed_earlier:  # tail lists a key again and again
+                self._failed_earlier.add(ref.key)
+                self.stats.objects_failed_earlier += 1
             self._settled(ref)  # e.g. an SQS message about an object a backfill already did
             return
         self.in_progress[ref.key] = ref

@@ -134,7 +134,13 @@ def summary_line(stats: RunStats, *, status: str) -> str:
         f"ct-ingest {status}: records seen {s.records_seen:,} {balance} indexed {s.indexed:,}"
         f" + dead-lettered {s.deadlettered:,} + skipped {s.skipped:,}"
         f" | objects: {s.objects_done:,} done, {s.objects_failed:,} dead-lettered,"
-        f" {s.objects_already_done:,} already done, {lst.skipped_keys:,} keys and"
+        f" {s.objects_already_done:,} already done,"
+        + (
+            f" {s.objects_failed_earlier:,} failed in earlier runs (not retried),"
+            if s.objects_failed_earlier
+            else ""
+        )
+        + f" {lst.skipped_keys:,} keys and"
         f" {lst.skipped_prefixes:,} prefixes skipped"
         f" | {s.already_indexed:,} were already in the index"
         + (f", {s.enrich_failed:,} indexed with enrichment errors" if s.enrich_failed else "")

@@ -16,17 +16,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 from ingest import cluster, source
+from ingest.checkpoint import Ledger, Status
 from ingest.config import S3Location, Settings
-from ingest.deadletter import read_entries
+from ingest.deadletter import DeadLetter, read_entries
 from ingest.decode import expected_documents
 from ingest.errors import SourceError
 from ingest.listing import list_log_objects
 from ingest.pipeline import in_shard
 from ingest.retry import call_with_retry
-from ingest.source import ObjectRef
+from ingest.source import ObjectRef, ObjectStore
 
 __all__ = ["ObjectProblem", "VerifyReport", "verify"]
 
@@ -44,23 +46,74 @@ class ObjectProblem:
 
 @dataclass
 class VerifyReport:
+    """Objects and records of the range, and where each went. The books balance:
+
+    - ``objects = objects_read + deadlettered_objects + unreadable_objects``
+    - ``records = documents + duplicates + deadlettered_records + skipped`` (records of the
+      objects read), and ``documents = found + missing``.
+
+    A *duplicate delivery* is a record whose ``eventID`` is indexed from another object (one
+    API call logged by an organization trail and an account trail, or delivered twice): one
+    document, not two, and neither found nor missing for this object.
+    """
+
     objects: int = 0
+    objects_read: int = 0
     records: int = 0
-    expected: int = 0
     found: int = 0
     missing: int = 0
     unexpected: int = 0
+    duplicates: int = 0
     deadlettered_records: int = 0
     deadlettered_objects: int = 0
+    unreadable_objects: int = 0  # unreadable and not in the dead-letter
     skipped: int = 0
+    repaired: int = 0  # documents re-sent by --repair (a report after a repair keeps the count)
     problems: list[ObjectProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.missing == 0 and self.unexpected == 0
+        return self.missing == 0 and self.unexpected == 0 and self.unreadable_objects == 0
+
+    @property
+    def documents(self) -> int:
+        """The documents the range's records should have produced (each counted once)."""
+        return self.found + self.missing
+
+    @property
+    def balanced(self) -> bool:
+        read = self.objects_read + self.deadlettered_objects + self.unreadable_objects
+        parts = self.documents + self.duplicates + self.deadlettered_records + self.skipped
+        return self.objects == read and self.records == parts
+
+    def summary_line(self) -> str:
+        """The closing line of ``verify``: objects and records, each accounted for once."""
+        verdict = "match" if self.ok else "MISMATCH"
+        return (
+            f"ct-ingest verify: {verdict}: {self.objects:,} objects = {self.objects_read:,} read"
+            f" + {self.deadlettered_objects:,} dead-lettered as unreadable"
+            f" + {self.unreadable_objects:,} unreadable and not dead-lettered;"
+            f" {self.records:,} records = {self.documents:,} documents"
+            f" + {self.duplicates:,} duplicate deliveries"
+            f" + {self.deadlettered_records:,} dead-lettered + {self.skipped:,} skipped by rule;"
+            f" documents: {self.found:,} found, {self.missing:,} missing,"
+            f" {self.unexpected:,} unexpected"
+            + (f"; {self.repaired:,} re-sent by --repair" if self.repaired else "")
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "problems"}
+        out["ok"] = self.ok
+        out["documents"] = self.documents
+        out["problems"] = [p.__dict__ for p in self.problems]
+        return out
 
 
-def _dead_letters(path: Path, source_name: str) -> tuple[set[tuple[str, int]], set[str]]:
+def _dead_letters(
+    path: Path, source_name: str, ledger_path: Path
+) -> tuple[set[tuple[str, int]], set[str]]:
+    """Records and whole objects in the dead-letter, plus the objects the ledger (if there is
+    one) settled as failed."""
     records: set[tuple[str, int]] = set()
     objects: set[str] = set()
     for e in read_entries(path):
@@ -70,16 +123,28 @@ def _dead_letters(path: Path, source_name: str) -> tuple[set[tuple[str, int]], s
             objects.add(e["key"])
         else:
             records.add((e["key"], int(e["record_index"])))
+    if ledger_path.exists():
+        with Ledger(ledger_path) as ledger:
+            objects.update(ledger.keys(source_name, Status.FAILED))
     return records, objects
 
 
-async def verify(settings: Settings, *, concurrency: int = 8) -> VerifyReport:
-    report = VerifyReport()
-    store = await source.open_store(settings.source)
-    client = cluster.open_client(settings.sink)
-    try:
-        await call_with_retry(settings.sink.retry, lambda: cluster.ping(client))
-        dead_records, dead_objects = _dead_letters(settings.deadletter_path, store.name)
+class _Verifier:
+    """One pass over the range; remembers what a repair needs."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, client: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.report = VerifyReport()
+        self.to_repair: dict[str, tuple[ObjectRef, set[str]]] = {}
+        self._missing_ids: set[str] = set()
+        self.dead_records, self.dead_objects = _dead_letters(
+            settings.deadletter_path, store.name, settings.state_path
+        )
+
+    async def run(self, concurrency: int) -> VerifyReport:
+        settings = self.settings
         queue: asyncio.Queue[ObjectRef | None] = asyncio.Queue(maxsize=concurrency * 2)
 
         async def emit(ref: ObjectRef) -> None:
@@ -89,7 +154,7 @@ async def verify(settings: Settings, *, concurrency: int = 8) -> VerifyReport:
         async def lister() -> None:
             loc = settings.source.location
             await list_log_objects(
-                store,
+                self.store,
                 loc.prefix if isinstance(loc, S3Location) else "",
                 settings.filters,
                 emit,
@@ -101,73 +166,171 @@ async def verify(settings: Settings, *, concurrency: int = 8) -> VerifyReport:
 
         async def checker() -> None:
             while (ref := await queue.get()) is not None:
-                await _check(ref)
-
-        async def _check(ref: ObjectRef) -> None:
-            report.objects += 1
-            try:
-                data = await call_with_retry(settings.source.retry, partial(store.get, ref))
-            except SourceError as exc:
-                data, why = b"", str(exc)
-            else:
-                why = ""
-            exp = await asyncio.to_thread(
-                expected_documents,
-                ref.key,
-                data,
-                index_prefix=settings.sink.index_prefix,
-                exclude=settings.filters.exclude,
-            )
-            if why or exp.failed:
-                if ref.key in dead_objects:
-                    report.deadlettered_objects += 1
-                else:
-                    report.problems.append(ObjectProblem(ref.key, unreadable=why or exp.failed))
-                    report.missing += 1
-                return
-            report.skipped += exp.skipped
-            report.records += len(exp.ids) + len(exp.rejected) + exp.skipped
-            problem = ObjectProblem(ref.key)
-            for i in exp.rejected:
-                if (ref.key, i) in dead_records:
-                    report.deadlettered_records += 1
-                else:
-                    problem.missing.append(f"record {i} (not indexable, not dead-lettered)")
-            wanted = [
-                (idx, doc_id) for idx, doc_id, i in exp.ids if (ref.key, i) not in dead_records
-            ]
-            report.deadlettered_records += len(exp.ids) - len(wanted)
-            report.expected += len(wanted)
-            found = await _exists(client, wanted)
-            report.found += len(found)
-            problem.missing += [doc_id for _, doc_id in wanted if doc_id not in found]
-            mine = await _ids_from_object(client, settings.sink.alias, ref.key, len(exp.ids))
-            all_ids = {doc_id for _, doc_id, _ in exp.ids}
-            problem.unexpected = sorted(mine - all_ids)
-            report.missing += len(problem.missing)
-            report.unexpected += len(problem.unexpected)
-            if problem.missing or problem.unexpected:
-                report.problems.append(problem)
+                await self._check(ref)
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(lister())
             for _ in range(concurrency):
                 tg.create_task(checker())
+        return self.report
+
+    async def _check(self, ref: ObjectRef) -> None:
+        report, settings = self.report, self.settings
+        report.objects += 1
+        try:
+            data = await call_with_retry(settings.source.retry, partial(self.store.get, ref))
+        except SourceError as exc:
+            data, why = b"", str(exc)
+        else:
+            why = ""
+        exp = await asyncio.to_thread(
+            expected_documents,
+            ref.key,
+            data,
+            index_prefix=settings.sink.index_prefix,
+            exclude=settings.filters.exclude,
+        )
+        if why or exp.failed:
+            if ref.key in self.dead_objects:
+                report.deadlettered_objects += 1
+            else:
+                report.problems.append(ObjectProblem(ref.key, unreadable=why or exp.failed))
+                report.unreadable_objects += 1
+            return
+        report.objects_read += 1
+        report.skipped += exp.skipped
+        report.records += len(exp.ids) + len(exp.rejected) + exp.skipped
+        problem = ObjectProblem(ref.key)
+        for i in exp.rejected:
+            if (ref.key, i) in self.dead_records:
+                report.deadlettered_records += 1
+            else:
+                problem.missing.append(f"record {i} (not indexable, not dead-lettered)")
+        wanted = [
+            (idx, doc_id) for idx, doc_id, i in exp.ids if (ref.key, i) not in self.dead_records
+        ]
+        report.deadlettered_records += len(exp.ids) - len(wanted)
+        owners = await _owners(self.client, wanted)
+        seen: set[str] = set()
+        missing: list[str] = []
+        for _, doc_id in wanted:
+            owner = owners.get(doc_id)
+            if doc_id in seen or (owner is not None and owner not in ("", ref.key)):
+                report.duplicates += 1  # delivered twice: the document is there once
+            elif owner is None:
+                if doc_id in self._missing_ids:
+                    report.duplicates += 1  # missing, but already counted for another object
+                else:
+                    self._missing_ids.add(doc_id)
+                    missing.append(doc_id)
+            else:
+                report.found += 1
+            seen.add(doc_id)
+        problem.missing += missing
+        mine = await _ids_from_object(self.client, settings.sink.alias, ref.key, len(exp.ids))
+        problem.unexpected = sorted(mine - {doc_id for _, doc_id, _ in exp.ids})
+        report.missing += len(problem.missing)
+        report.unexpected += len(problem.unexpected)
+        if missing:
+            self.to_repair[ref.key] = (ref, set(missing))
+        if problem.missing or problem.unexpected:
+            report.problems.append(problem)
+
+
+async def verify(settings: Settings, *, repair: bool = False, concurrency: int = 8) -> VerifyReport:
+    """Reconcile the range of ``settings`` against the index. With ``repair``, re-send the
+    missing documents from their objects (``create``: idempotent), then verify again."""
+    store = await source.open_store(settings.source)
+    client = cluster.open_client(settings.sink)
+    try:
+        await call_with_retry(settings.sink.retry, lambda: cluster.ping(client))
+        checked = _Verifier(settings, store, client)
+        report = await checked.run(concurrency)
+        if not repair or not checked.to_repair:
+            return report
+        repaired = await _repair(settings, store, client, checked.to_repair)
+        await client.indices.refresh(index=settings.sink.alias, ignore_unavailable=True)
+        report = await _Verifier(settings, store, client).run(concurrency)
+        report.repaired = repaired
+        return report
     finally:
         await client.close()
         await store.aclose()
-    return report
 
 
-async def _exists(client: Any, wanted: list[tuple[str, str]]) -> set[str]:
-    found: set[str] = set()
+async def _repair(
+    settings: Settings,
+    store: ObjectStore,
+    client: Any,
+    wanted: dict[str, tuple[ObjectRef, set[str]]],
+) -> int:
+    """Decode each object again and send its missing documents; returns how many landed.
+    What the cluster refuses goes to the dead-letter like any refused document."""
+    from ingest.decode import decode_object
+    from ingest.sink import BulkSink, OpenSearchBulkClient, Outcome
+
+    landed = 0
+    deadletter = DeadLetter(settings.deadletter_path)
+
+    class _Owner:
+        def __init__(self, key: str) -> None:
+            self.key = key
+
+        def settle(self, doc: Any, outcome: Outcome) -> None:
+            nonlocal landed
+            if outcome.indexed:
+                landed += 1
+                return
+            _log.error("repair_refused", object=self.key, id=doc.doc_id, reason=outcome.reason)
+            deadletter.add(
+                stage="index",
+                source=store.name,
+                key=self.key,
+                error_type=outcome.error_type or "Rejected",
+                reason=outcome.reason or "",
+                record_index=doc.record_index,
+                index=doc.index_name,
+                doc_id=doc.doc_id,
+                record=orjson.loads(doc.ndjson.split(b"\n", 2)[1]),
+            )
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            sink = BulkSink(OpenSearchBulkClient(client), settings.sink, tg)
+            for key, (ref, ids) in sorted(wanted.items()):
+                data = await call_with_retry(settings.source.retry, partial(store.get, ref))
+                decoded = await asyncio.to_thread(
+                    decode_object,
+                    key,
+                    data,
+                    index_prefix=settings.sink.index_prefix,
+                    exclude=settings.filters.exclude,
+                )
+                owner = _Owner(key)
+                for doc in decoded.documents:
+                    if doc.doc_id in ids:
+                        await sink.put(doc, owner)
+                _log.info("repair_object", key=key, documents=len(ids))
+            await sink.drain()
+    finally:
+        deadletter.close()
+    return landed
+
+
+async def _owners(client: Any, wanted: list[tuple[str, str]]) -> dict[str, str]:
+    """``_id`` → the object its document was indexed from (``""`` when the document does not
+    say), for the ids that are in the index."""
+    found: dict[str, str] = {}
     for i in range(0, len(wanted), _BATCH):
         docs = [
-            {"_index": idx, "_id": doc_id, "_source": False}
+            {"_index": idx, "_id": doc_id, "_source": ["ct.object"]}
             for idx, doc_id in wanted[i : i + _BATCH]
         ]
         res = await client.mget(body={"docs": docs})
-        found.update(d["_id"] for d in res.get("docs", ()) if d.get("found"))
+        for d in res.get("docs", ()):
+            if d.get("found"):
+                owner = (d.get("_source") or {}).get("ct", {}).get("object")
+                found[d["_id"]] = owner if isinstance(owner, str) else ""
     return found
 
 
