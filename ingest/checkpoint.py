@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.errors import CheckpointError
+from ingest.private import touch_private
 from ingest.source import ObjectRef
 
 __all__ = ["Ledger", "ObjectCounts", "RunRow", "Status"]
@@ -113,7 +114,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            touch_private(path)  # SQLite gives the -wal and -shm files the database's mode
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

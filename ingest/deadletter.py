@@ -26,6 +26,7 @@ from typing import IO, Any
 import orjson
 
 from ingest.errors import CheckpointError
+from ingest.private import open_private
 
 __all__ = [
     "DeadLetter",
@@ -44,8 +45,7 @@ Entry = dict[str, Any]
 def _locked(path: Path) -> Iterator[None]:
     lock = path.with_name(path.name + ".lock")
     try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with lock.open("ab") as fh:
+        with open_private(lock) as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -73,8 +73,7 @@ class DeadLetter:
             except FileNotFoundError:
                 pass
             self._fh.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("ab")
+        self._fh = open_private(self.path)
         return self._fh
 
     def add(
@@ -157,7 +156,7 @@ def rewrite(path: Path, drop: set[str], update: dict[str, Entry]) -> int:
             update.get(e["entry_id"], e) for e in read_entries(path) if e["entry_id"] not in drop
         ]
         tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as fh:
+        with open_private(tmp, truncate=True) as fh:
             fh.write(b"".join(orjson.dumps(e) + b"\n" for e in kept))
             fh.flush()
             os.fsync(fh.fileno())
