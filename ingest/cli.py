@@ -80,7 +80,7 @@ def _root(
     if ctx.resilient_parsing:
         return
     try:
-        path = resolve_path(config)
+        path = resolve_path(config, os.environ)
         if path is None:
             return
         if not path.is_file():

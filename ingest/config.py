@@ -1,9 +1,12 @@
 """All settings in one place: frozen value objects built once at the edge (the CLI) and passed down.
 
 Precedence is command line > environment (``CT_INGEST_<OPTION>``, read by the CLI layer) >
-defaults here. Nothing below the CLI reads the environment; the few standard variables that
-other tools honour (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, ``XDG_STATE_HOME``) are read
-by :func:`from_environment` and stored here.
+config file (``ingest.configfile``) > defaults here. Nothing below the CLI reads
+``os.environ``: the CLI hands the environment to :func:`from_environment`, which keeps the few
+standard variables other tools honour (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_SQS``, ``XDG_STATE_HOME``), and to ``configfile.resolve_path``
+(``XDG_CONFIG_HOME``). The demo, which plays a user at a shell, sets the environment for the
+servers it starts.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ Unknown keys and values of the wrong type are errors that name the key.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -114,9 +113,10 @@ def load_default_map(path: Path, group: Any, ctx: Any) -> dict[str, Any]:
     return default_map
 
 
-def resolve_path(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
-    """``--config``/``CT_INGEST_CONFIG`` if given (it must exist), else the default if present."""
+def resolve_path(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """``--config``/``CT_INGEST_CONFIG`` if given (it must exist), else the default if present.
+    ``env`` is the environment the CLI passes (nothing here reads ``os.environ``)."""
     if explicit is not None:
         return explicit
-    candidate = default_config_path(env if env is not None else os.environ)
+    candidate = default_config_path(env)
     return candidate if candidate.is_file() else None

@@ -6,6 +6,10 @@ The marker that matters is *transient* versus *terminal*: the runner retries tra
 (with one tenacity policy, see ``ingest.retry``) and records terminal ones in the dead-letter or
 aborts the run with them.
 
+An object or record that is not valid CloudTrail is not an exception: decoding is a pure
+function that returns it as a ``Rejected`` value (``ingest.decode``), and the pipeline writes it
+to the dead-letter.
+
 ::
 
     IngestError
@@ -15,7 +19,6 @@ aborts the run with them.
     └── TerminalError             do not retry: the same call fails the same way
         ├── ConfigError           bad option, unreadable file, bad source URL (exit 2)
         ├── SourceError           the object cannot be read: missing, access denied
-        ├── DecodeError           the object or a record is not CloudTrail: lands in the dead-letter
         ├── SinkError             OpenSearch refused the request as a whole (4xx other than 429)
         └── CheckpointError       the ledger cannot be opened or written
 """
@@ -25,7 +28,6 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
-    "DecodeError",
     "IngestError",
     "SinkError",
     "SinkUnavailable",
@@ -66,10 +68,6 @@ class ConfigError(TerminalError):
 
 class SourceError(TerminalError):
     """An object cannot be read from the source."""
-
-
-class DecodeError(TerminalError):
-    """An object or a record is not valid CloudTrail."""
 
 
 class SinkError(TerminalError):
