@@ -811,7 +811,7 @@ def status(
     from rich.console import Console
     from rich.table import Table
 
-    from ingest.checkpoint import Ledger
+    from ingest.checkpoint import Ledger, Status
 
     path = state or default_state_dir(from_environment(os.environ)) / "ledger.sqlite"
     if not path.exists():
@@ -819,7 +819,8 @@ def status(
     with Ledger(path) as ledger:
         run = ledger.last_run()
         totals = ledger.totals(run.source if run else None)
-    info: dict[str, Any] = {"ledger": str(path), "objects": totals}
+        failed_keys = ledger.keys(run.source, Status.FAILED)[:100] if run else []
+    info: dict[str, Any] = {"ledger": str(path), "objects": totals, "failed": failed_keys}
     if run is not None:
         end = run.finished_at or (run.updated_at if run.status != "running" else time.time())
         elapsed = max(end - run.started_at, 1e-6)
@@ -885,6 +886,8 @@ def status(
             f"{totals['failed']:,} objects failed and are not retried by a rerun: see "
             "`ct-ingest deadletter summary`; rerun the backfill with `--retry-failed`"
         )
+        for key in failed_keys[:10]:
+            typer.echo(f"  failed: {key}")
 
 
 @app.command()

@@ -77,6 +77,9 @@ class TestReruns:
         assert 3 == orjson.loads(status.stdout)["objects"]["failed"]
         text = cli("status", "--state", str(state / "ledger.sqlite"))
         assert "3 objects failed" in text.stdout
+        assert sorted(f"  failed: {PREFIX}{name}.json.gz" for name in BAD) == sorted(
+            line for line in text.stdout.splitlines() if line.startswith("  failed: ")
+        )
 
         for name in BAD:  # the producer fixes the files: now they hold one record each
             record = {
