@@ -1,4 +1,5 @@
-"""Shared fixtures: real servers on loopback (moto's S3 server, osmem-server), never mocks.
+"""Fixtures for every test: real servers on loopback (moto's S3 server, osmem-server), never
+mocks, and the project's hand-made CloudTrail corpus (``tests/fixtures``).
 
 Select the OpenSearch backend with ``--opensearch-backend=testcontainers`` or
 ``CT_INGEST_TEST_OPENSEARCH=testcontainers`` (needs Docker); the default is osmem-server.
@@ -7,6 +8,7 @@ Select the OpenSearch backend with ``--opensearch-backend=testcontainers`` or
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 
 from ingest.servers import MotoServer
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+from .fixtures.build import EVENTS, build
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -104,8 +106,12 @@ def s3_url(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:
     return moto_server.url
 
 
-@pytest.fixture
-def corpus() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not beside the project ({CORPUS})")
-    return CORPUS
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hand-made corpus, built once per session: ``events/`` (one record a file) and
+    ``files/`` (the records in CloudTrail's S3 layout, made from ``events/`` by
+    ``tests/fixtures/build.py``). A missing record is an error, never a skip."""
+    root = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(EVENTS, root / "events")
+    build(root / "files")
+    return root

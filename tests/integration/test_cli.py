@@ -82,7 +82,7 @@ class TestSetup:
 
 
 class TestCorpus:
-    def test_shared_corpus_from_a_local_directory(
+    def test_corpus_from_a_local_directory(
         self, corpus: Path, opensearch_url: str, tmp_path: Path
     ) -> None:
         """The hand-made corpus: 26 records in log files, the digest and check file skipped, an

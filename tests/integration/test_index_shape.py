@@ -3,6 +3,7 @@ grow, and backfill-mode settings that come back."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -92,6 +93,36 @@ class TestCorpusInTheIndex:
             policy["requestParameters"]["bucketPolicy"]["Statement"][0]["Principal"], dict
         )
         assert "flat" not in policy["ct"] or not policy["ct"]["flat"]  # kept out of _source
+
+    def test_human_behind_the_role_chain(self, loaded: str) -> None:
+        """alice.ops is the human behind chain-2, chain-3 and chain-4: her report follows the key
+        her AssumeRole issued (DeployRole) and the key that role's AssumeRole issued, two hops
+        deep into 444455556666 (the chain-3 copy logged there carries no key and adds nothing)."""
+        run = cli(
+            "report",
+            "principal",
+            "--opensearch",
+            loaded,
+            "--user",
+            "alice.ops",
+            "--since",
+            "2024-03-05",
+            "--until",
+            "2024-03-06",  # the window ends before this day
+            "--format",
+            "json",
+        )
+        assert 0 == run.code, run.stderr
+        got = json.loads(run.stdout)
+        deploy = "arn:aws:iam::111122223333:role/DeployRole"
+        target = "arn:aws:iam::444455556666:role/OrgDeployTarget"
+        actions = {r["action"]: (r["calls"], r["via"]) for r in got["sections"]["Actions used"]}
+        assert {
+            "sts:AssumeRole": (2, f"direct, {deploy}"),  # chain-1, chain-3 (caller copy)
+            "s3:PutObject": (1, deploy),  # chain-2
+            "ecs:UpdateService": (1, target),  # chain-4
+        } == actions
+        assert [deploy, target] == got["summary"]["roles_assumed"]
 
     def test_cloudtracker_fields(self, loaded: str) -> None:
         """The fields CloudTracker queries answer bare, as .keyword and as .raw; errorCode is

@@ -1,5 +1,6 @@
-"""Enrichment on the hand-made corpus: every record's expected actor, tool, write/ClickOps and
-primary resource, as the corpus README interprets them."""
+"""Enrichment on the hand-made corpus (tests/fixtures): every record's expected actor, tool,
+write/ClickOps and primary resource, and the links, shape conflicts and traps between records, as
+tests/fixtures/README.md interprets them."""
 
 from __future__ import annotations
 
@@ -153,3 +154,249 @@ class TestSignIns:
             "sso-console-login-no-username": False,
             "cli-iamuser-modify-instance-attribute": None,
         } == got
+
+
+def _path(record: Any, *steps: str | int) -> Any:
+    for step in steps:
+        record = record[step]
+    return record
+
+
+def _all(corpus: Path) -> dict[str, dict[str, Any]]:
+    return {slug: _load(corpus, slug) for slug in EXPECTED}
+
+
+# (issuer, user): the user's userIdentity.accessKeyId is the key the issuer's call returned
+KEY_CHAINS = [
+    ("chain-1-iamuser-assume-role", "chain-2-s3-put-object-data-event", "ASIABTSBB5P3NOFDED5K"),
+    ("chain-1-iamuser-assume-role", "chain-3-role-chaining-assume-role-caller-copy", "ASIABTSBB5P3NOFDED5K"),
+    ("chain-3-role-chaining-assume-role-caller-copy", "chain-4-ecs-update-service-target-account", "ASIAOI3ECEUIIDMS6FEA"),
+    ("chain-3-role-chaining-assume-role-target-copy", "chain-4-ecs-update-service-target-account", "ASIAOI3ECEUIIDMS6FEA"),
+    ("gha-assume-role-with-web-identity", "terraform-run-instances", "ASIAUG6LNA34UCDWQ7ZT"),
+    ("aws-service-ec2-assume-instance-role", "boto3-athena-start-query-36kb-query-string", "ASIAE6A3ENCY77OC4YKX"),
+]  # fmt: skip
+
+# (record, JSON path, type there): the same path takes different types across records
+CONFLICTS = [
+    ("java-sdk-ce-get-cost-and-usage-filter-object", ("requestParameters", "filter"), dict),
+    ("boto3-lambda-cognito-list-users-filter-string", ("requestParameters", "filter"), str),
+    ("sso-console-modify-db-instance", ("responseElements", "endpoint"), dict),
+    ("terraform-create-db-cluster-sso-cli", ("responseElements", "endpoint"), str),
+    ("terraform-run-instances", ("requestParameters", "iamInstanceProfile"), dict),
+    ("cfn-exec-role-create-launch-configuration", ("requestParameters", "iamInstanceProfile"), str),
+    ("go-sdk-logs-start-query-epoch-starttime", ("requestParameters", "startTime"), int),
+    ("go-sdk-v1-grafana-get-metric-data-iso-starttime", ("requestParameters", "startTime"), str),
+    ("terraform-run-instances", ("requestParameters", "disableApiTermination"), bool),
+    ("cli-iamuser-modify-instance-attribute", ("requestParameters", "disableApiTermination"), dict),
+    ("sso-console-put-bucket-policy", ("requestParameters", "bucketPolicy", "Statement", 0, "Principal"), dict),
+    ("sso-console-put-bucket-policy", ("requestParameters", "bucketPolicy", "Statement", 0, "Action"), list),
+    ("sso-console-put-bucket-policy", ("requestParameters", "bucketPolicy", "Statement", 0, "Resource"), list),
+    ("sso-console-put-bucket-policy", ("requestParameters", "bucketPolicy", "Statement", 1, "Principal"), str),
+    ("sso-console-put-bucket-policy", ("requestParameters", "bucketPolicy", "Statement", 1, "Action"), str),
+    ("sso-console-put-bucket-policy", ("requestParameters", "bucketPolicy", "Statement", 1, "Resource"), str),
+    ("root-console-login-mfa", ("requestParameters",), type(None)),
+    ("sso-console-list-buckets-ipv6", ("responseElements",), type(None)),
+    ("kms-rotate-key-service-event-aws-internal", ("responseElements",), type(None)),
+]  # fmt: skip
+
+FAILED_CALLS = {
+    "cli-iamuser-terminate-instances-client-unauthorized": "Client.UnauthorizedOperation",
+    "sso-console-create-snapshot-unauthorized": "UnauthorizedOperation",
+    "java-sdk-iam-put-role-policy-40kb-limit-exceeded": "LimitExceededException",
+    "sts-assume-role-access-denied": "AccessDenied",
+}
+
+
+class TestCorpusLinks:
+    @pytest.mark.parametrize(("issuer", "user", "key"), KEY_CHAINS)
+    def test_access_key_chains(self, corpus: Path, issuer: str, user: str, key: str) -> None:
+        """A later record uses the access key an earlier AssumeRole* returned."""
+        first, then = _load(corpus, issuer), _load(corpus, user)
+        assert key == first["responseElements"]["credentials"]["accessKeyId"]
+        assert key == then["userIdentity"]["accessKeyId"]
+        assert first["eventTime"] < then["eventTime"]
+
+    def test_chain_4_is_two_hops_from_alice_in_another_account(self, corpus: Path) -> None:
+        """chain-4's human is alice.ops: her key issued chain-3's, which chain-4 uses in
+        444455556666; enrichment alone sees only the role session."""
+        alice = enrich(_load(corpus, "chain-1-iamuser-assume-role")).ct["actor"]
+        hop4 = _load(corpus, "chain-4-ecs-update-service-target-account")
+        assert ("alice.ops", "iam-user", "111122223333") == (
+            alice["name"],
+            alice["type"],
+            alice["account_id"],
+        )
+        assert "444455556666" == hop4["recipientAccountId"]
+        assert "alice.ops" != enrich(hop4).ct["actor"]["name"]
+
+    def test_one_call_logged_in_two_accounts(self, corpus: Path) -> None:
+        """The chain-3 copies are one AssumeRole: same requestID and sharedEventID, different
+        eventID, delivered to the caller's and the role owner's account."""
+        caller = _load(corpus, "chain-3-role-chaining-assume-role-caller-copy")
+        target = _load(corpus, "chain-3-role-chaining-assume-role-target-copy")
+        assert caller["requestID"] == target["requestID"]
+        assert "0438d706-66c4-4ca8-a482-20948303f3fb" == caller["sharedEventID"]
+        assert caller["sharedEventID"] == target["sharedEventID"]
+        assert caller["eventID"] != target["eventID"]
+        assert ("AssumedRole", "AWSAccount") == (
+            caller["userIdentity"]["type"],
+            target["userIdentity"]["type"],
+        )
+        assert ("111122223333", "444455556666") == (
+            caller["recipientAccountId"],
+            target["recipientAccountId"],
+        )
+
+    def test_one_session_name_two_keys(self, corpus: Path) -> None:
+        """jane.doe@example.com's session name comes with a console key (the ClickOps records)
+        and a CLI key (terraform-create-db-cluster-sso-cli), which is not ClickOps."""
+        console = [
+            "sso-console-put-bucket-policy",
+            "sso-console-modify-db-instance",
+            "sso-console-authorize-sg-ingress",
+            "sso-console-update-function-configuration",
+            "sso-console-describe-instances-eu-west-1",
+            "sso-console-list-buckets-ipv6",
+        ]
+        cli = _load(corpus, "terraform-create-db-cluster-sso-cli")
+        keys = {_load(corpus, s)["userIdentity"]["accessKeyId"] for s in console}
+        assert {"ASIACO5BFHRR6DGNU6MF"} == keys
+        assert "ASIAJSRWJ7JBOL2ANWT3" == cli["userIdentity"]["accessKeyId"]
+        assert {"true"} == {_load(corpus, s)["sessionCredentialFromConsole"] for s in console}
+        assert "sessionCredentialFromConsole" not in cli
+        out = enrich(cli).ct
+        assert ("jane.doe@example.com", False) == (out["actor"]["name"], out["clickops"])
+
+    def test_identity_center_sign_in_is_not_linked_by_name(self, corpus: Path) -> None:
+        """The Identity Center sign-in (user jane.doe) precedes the console sign-in (session
+        jane.doe@example.com); neither record maps one name to the other."""
+        idc = _load(corpus, "idc-user-authentication-non-api")
+        login = _load(corpus, "sso-console-login-no-username")
+        assert idc["eventTime"] < login["eventTime"]
+        names = (enrich(idc).ct["actor"]["name"], enrich(login).ct["actor"]["name"])
+        assert ("jane.doe", "jane.doe@example.com") == names
+        assert "jane.doe@example.com" not in json.dumps(idc)
+
+    def test_bucket_policy_grant_then_cross_account_read(self, corpus: Path) -> None:
+        """The ClickOps bucket policy lets 444455556666's partner role read acme-shared-exports;
+        the cross-account GetObject is a later read of that bucket from 444455556666."""
+        policy = _load(corpus, "sso-console-put-bucket-policy")
+        read = _load(corpus, "cross-account-s3-get-object-awsaccount-vpce")
+        grant = _path(policy, "requestParameters", "bucketPolicy", "Statement", 0)
+        assert ["arn:aws:iam::444455556666:role/partner-analytics-reader"] == grant["Principal"][
+            "AWS"
+        ]
+        assert "acme-shared-exports" == policy["requestParameters"]["bucketName"]
+        assert "acme-shared-exports" == read["requestParameters"]["bucketName"]
+        assert "444455556666" == read["userIdentity"]["accountId"]
+        assert read["vpcEndpointAccountId"] != read["recipientAccountId"]
+        assert policy["eventTime"] < read["eventTime"]
+
+    def test_cdk_change_set_names_the_cloudformation_role(self, corpus: Path) -> None:
+        """The CDK change set's roleARN is the role whose AWSCloudFormation session made the
+        launch configuration."""
+        cdk = _load(corpus, "cdk-create-change-set")
+        cfn = _load(corpus, "cfn-exec-role-create-launch-configuration")
+        issuer = cfn["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"]
+        assert cdk["requestParameters"]["roleARN"] == issuer
+        assert cdk["eventTime"] < cfn["eventTime"]
+        assert "cloudformation.amazonaws.com" == cfn["userIdentity"]["invokedBy"]
+
+    def test_saml_subject_and_source_identity(self, corpus: Path) -> None:
+        """The SAML sign-in's human is the SAML subject, m.garcia@example.com, whose source
+        identity is m.garcia, in 444455556666."""
+        rec = _load(corpus, "saml-assume-role-with-saml")
+        actor = enrich(rec).ct["actor"]
+        assert ("m.garcia@example.com", "saml-user") == (actor["name"], actor["type"])
+        assert "m.garcia" == rec["requestParameters"]["sourceIdentity"]
+        assert "444455556666" == rec["recipientAccountId"]
+
+
+class TestCorpusShapes:
+    @pytest.mark.parametrize(("slug", "path", "kind"), CONFLICTS)
+    def test_shape_conflicts(
+        self, corpus: Path, slug: str, path: tuple[Any, ...], kind: type
+    ) -> None:
+        """Each side of a documented shape conflict has its type, and enriches without error."""
+        rec = _load(corpus, slug)
+        assert kind is type(_path(rec, *path))
+        assert [] == enrich(rec).errors
+
+    def test_user_identity_shapes(self, corpus: Path) -> None:
+        """userIdentity is absent on the Insight record and has no type on the KMS service event."""
+        assert "userIdentity" not in _load(corpus, "insight-api-call-rate-start")
+        kms = _load(corpus, "kms-rotate-key-service-event-aws-internal")
+        assert "type" not in kms["userIdentity"]
+
+    def test_large_values(self, corpus: Path) -> None:
+        """policyDocument is 42,342 bytes and queryString 36,154, beyond Lucene's term limit."""
+        policy = _load(corpus, "java-sdk-iam-put-role-policy-40kb-limit-exceeded")
+        query = _load(corpus, "boto3-athena-start-query-36kb-query-string")
+        sizes = (
+            len(policy["requestParameters"]["policyDocument"].encode()),
+            len(query["requestParameters"]["queryString"].encode()),
+        )
+        assert (42_342, 36_154) == sizes
+        assert sizes[1] > 32_766
+
+
+class TestCorpusTraps:
+    def test_outcome(self, corpus: Path) -> None:
+        """errorCode is on the four failed API calls only; they and the failed ConsoleLogin
+        (errorMessage, no errorCode) are failures, the Insight is unknown, the rest success."""
+        records = _all(corpus)
+        assert FAILED_CALLS == {s: r["errorCode"] for s, r in records.items() if "errorCode" in r}
+        failed_login = records["console-login-failed-hidden-username"]
+        assert ("Failure", True) == (
+            failed_login["responseElements"]["ConsoleLogin"],
+            "errorMessage" in failed_login,
+        )
+        outcomes = {s: enrich(r).ecs["event"]["outcome"] for s, r in records.items()}
+        assert {*FAILED_CALLS, "console-login-failed-hidden-username"} == {
+            s for s, o in outcomes.items() if o == "failure"
+        }
+        assert "unknown" == outcomes["insight-api-call-rate-start"]
+        assert 34 == sum(o == "success" for o in outcomes.values())
+
+    def test_assume_role_is_read_only_and_not_a_write(self, corpus: Path) -> None:
+        """Every STS AssumeRole* record carries readOnly: true and is not counted as a write."""
+        sts = [
+            r for r in _all(corpus).values() if str(r.get("eventName", "")).startswith("AssumeRole")
+        ]
+        assert 7 == len(sts)
+        assert {True} == {r["readOnly"] for r in sts}
+        assert {False} == {enrich(r).ct["is_write"] for r in sts}
+
+    def test_source_ip_values_that_are_not_addresses(self, corpus: Path) -> None:
+        """AWS Internal and service names give no source.ip; IPv6 and private 10.x addresses do."""
+        got = {
+            s: (r.get("sourceIPAddress"), enrich(r).ecs.get("source", {}).get("ip"))
+            for s, r in _all(corpus).items()
+        }
+        not_ip = {v for v, ip in got.values() if v is not None and ip is None}
+        assert {"AWS Internal", "cloudformation.amazonaws.com", "ec2.amazonaws.com"} == not_ip
+        assert "2001:db8:3c4d:15:9a1e:7f22:c0a8:1f40" == got["sso-console-list-buckets-ipv6"][1]
+        assert {"10.80.14.25", "10.60.8.14"} == {
+            ip for _, ip in got.values() if ip and ip.startswith("10.")
+        }
+
+    def test_s3_user_agents_are_bracketed(self, corpus: Path) -> None:
+        """userAgent on s3.amazonaws.com records is wrapped in [...]; the S3 console's contains
+        aws-sdk-java and is still the console."""
+        s3 = [r for r in _all(corpus).values() if r.get("eventSource") == "s3.amazonaws.com"]
+        assert 5 == len(s3)
+        assert all(r["userAgent"].startswith("[") and r["userAgent"].endswith("]") for r in s3)
+        policy = _load(corpus, "sso-console-put-bucket-policy")
+        assert "aws-sdk-java" in policy["userAgent"]
+        assert "console" == enrich(policy).ct["tool"]
+
+    def test_event_versions_and_console_flag(self, corpus: Path) -> None:
+        """eventVersion 1.08, 1.09 and 1.10 are mixed; sessionCredentialFromConsole is the string
+        "true" where present, never a boolean."""
+        records = _all(corpus).values()
+        assert {"1.08", "1.09", "1.10"} == {r["eventVersion"] for r in records}
+        assert {"true"} == {
+            r["sessionCredentialFromConsole"]
+            for r in records
+            if "sessionCredentialFromConsole" in r
+        }
