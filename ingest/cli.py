@@ -703,6 +703,15 @@ def tail(
             help="Re-list this far behind the newest settled file (late deliveries).",
         ),
     ] = 20.0,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            envvar=_env("SINCE"),
+            help="Where accounts/regions with nothing in the ledger start (polling): "
+            "YYYY-MM-DD, an ISO timestamp, Nd or Nh. Default: a day before start-up.",
+        ),
+    ] = None,
     sqs_queue_url: Annotated[
         str | None,
         typer.Option(
@@ -772,18 +781,26 @@ def tail(
     """Keep the index current: poll the bucket (or read S3 notifications from SQS) until stopped."""
     from datetime import timedelta
 
-    from ingest.tail import TailConfig
+    from ingest.tail import TailConfig, parse_since
     from ingest.telemetry import configure_logging
 
     try:
-        settings = settings_from_params(ctx.params, backfill_mode=False)
+        # --since is tail's own start point (a timestamp), not the backfill's day filter.
+        settings = settings_from_params(ctx.params, backfill_mode=False, since=None)
         if sqs_queue_url and not source.startswith("s3://"):
             raise ConfigError("--sqs-queue-url needs an s3:// source")
         if poll_interval <= 0 or rewind_minutes < 0:
             raise ConfigError("--poll-interval must be positive and --rewind-minutes not negative")
+        if since and sqs_queue_url:
+            raise ConfigError(
+                f"--since {since!r} applies to polling; with --sqs-queue-url the queue's "
+                "notifications decide what is read (run backfill for older objects)"
+            )
+        start = parse_since(since) if since else None
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     config = TailConfig(
+        since=start,
         poll_interval=poll_interval,
         rewind=timedelta(minutes=rewind_minutes),
         rediscover_seconds=rediscover_minutes * 60,

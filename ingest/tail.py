@@ -7,6 +7,8 @@ Two producers for the same pipeline as the backfill (``ingest.pipeline``):
   (CloudTrail files arrive out of key order and up to ~15 minutes late), and list each day from
   there to today with ``StartAfter``; the ledger makes the overlap free. Accounts and regions
   are discovered again every ``rediscover_seconds``.
+  A prefix with nothing settled yet starts at ``TailConfig.since`` (``--since``; by default a
+  day before start-up), never earlier; where the ledger has a watermark, the watermark wins.
 - **SQS**: S3 event notifications (direct, SNS-wrapped, EventBridge, or CloudTrail's own SNS
   delivery notice) name the objects; a message is deleted only once every object it names is
   settled, its visibility is extended while they are processed, and a message that cannot be
@@ -16,6 +18,8 @@ Two producers for the same pipeline as the backfill (``ingest.pipeline``):
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
@@ -28,11 +32,19 @@ import orjson
 import structlog
 
 from ingest.config import S3Location, Settings
+from ingest.errors import ConfigError
 from ingest.layout import parse_log_key
 from ingest.listing import Emit, RegionPrefix, list_day, list_region_prefixes
 from ingest.source import ObjectRef, ObjectStore
 
-__all__ = ["Health", "TailConfig", "parse_notification", "poller", "sqs_consumer"]
+__all__ = [
+    "Health",
+    "TailConfig",
+    "parse_notification",
+    "parse_since",
+    "poller",
+    "sqs_consumer",
+]
 
 _log = structlog.get_logger("ingest.tail")
 
@@ -48,6 +60,44 @@ class TailConfig:
     sqs_visibility: int = 300
     metrics_port: int | None = None
     unhealthy_after: float = 120.0
+    since: datetime | None = None  # where prefixes with nothing settled start; None: a day ago
+
+
+_DEFAULT_SINCE = timedelta(days=1)
+_RELATIVE = re.compile(r"^(\d+)([dh])$")
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """``--since`` of ``tail``: ``YYYY-MM-DD`` (midnight UTC), an ISO timestamp (UTC unless it
+    says otherwise), or ``Nd`` / ``Nh`` (N days / hours before now). Never in the future."""
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    m = _RELATIVE.match(text)
+    if m:
+        n = int(m[1])
+        since = now - (timedelta(days=n) if m[2] == "d" else timedelta(hours=n))
+    else:
+        try:
+            since = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(
+                f"--since {text!r}: expected YYYY-MM-DD, an ISO timestamp "
+                "(e.g. 2026-11-27T10:40Z) or Nd / Nh (e.g. 30d, 6h)"
+            ) from None
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    if since > now:
+        raise ConfigError(f"--since {text!r}: {_stamp(since)} is in the future")
+    return since
+
+
+def _stamp(when: datetime) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+
+
+def _announce(line: str, **fields: Any) -> None:
+    """A start-up line for the person at the terminal, and the same as a structured event."""
+    print(f"ct-ingest tail: {line}", file=sys.stderr, flush=True)
+    _log.info("tail_start", **fields)
 
 
 @dataclass
@@ -91,8 +141,10 @@ async def poll_region(
     emit: Emit,
     settings: Settings,
     now: datetime,
+    fresh_since: datetime | None = None,
 ) -> None:
-    """List one account/region from the rewound watermark to today."""
+    """List one account/region from the rewound watermark to today; with nothing settled under
+    the prefix yet, from ``fresh_since`` (default: a day before ``now``)."""
     kind = "CloudTrail-Insight" if "/CloudTrail-Insight/" in region.prefix else "CloudTrail"
     name_prefix = f"{region.account}_{kind}_{region.region}_"
     parsed = parse_log_key(newest) if newest else None
@@ -102,9 +154,9 @@ async def poll_region(
             mark = datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
         except ValueError:
             mark = datetime(parsed.day.year, parsed.day.month, parsed.day.day, tzinfo=UTC)
-        since = mark - config.rewind
+        since = mark - config.rewind  # the ledger's watermark wins over --since
     else:
-        since = now - timedelta(days=1)  # nothing settled here yet: yesterday and today
+        since = fresh_since if fresh_since is not None else now - _DEFAULT_SINCE
     for day in _days(since, now):
         day_prefix = f"{region.prefix}{day:%Y/%m/%d}/"
         start_after = (
@@ -123,13 +175,22 @@ async def _poll_all(
     emit: Emit,
     settings: Settings,
     now: datetime,
+    since: datetime,
+    listed: dict[str, datetime],
 ) -> None:
+    """Poll every region; ``listed`` remembers, per prefix, when it was last listed in full, so
+    that a prefix with nothing settled (nothing written since ``since``) is not listed from
+    ``since`` again on every poll."""
     gate = asyncio.Semaphore(settings.source.concurrency)
 
     async def one(r: RegionPrefix) -> None:
         async with gate:
             newest = ledger.newest_settled(store.name, r.prefix)
-            await poll_region(store, r, newest, config, emit, settings, now)
+            fresh_since = since
+            if r.prefix in listed:
+                fresh_since = max(since, listed[r.prefix] - config.rewind)
+            await poll_region(store, r, newest, config, emit, settings, now, fresh_since)
+            listed[r.prefix] = now
 
     async with asyncio.TaskGroup() as tg:
         for r in regions:
@@ -149,7 +210,24 @@ def poller(
     async def produce(emit: Emit) -> None:
         loc = settings.source.location
         prefix = loc.prefix if isinstance(loc, S3Location) else ""
+        since = config.since if config.since is not None else clock() - _DEFAULT_SINCE
+        resumes = ledger.newest_settled(store.name, prefix) is not None
+        rewind = f"{config.rewind.total_seconds() / 60:g} min"
+        _announce(
+            f"reading objects from {_stamp(since)}"
+            + (
+                f" (where the ledger has settled files: from {rewind} before the newest)"
+                if resumes
+                else ""
+            )
+            + "; older ones: run backfill or pass --since",
+            mode="poll",
+            since=since.isoformat(),
+            rewind_minutes=config.rewind.total_seconds() / 60,
+            resumes_from_ledger=resumes,
+        )
         regions: list[RegionPrefix] = []
+        listed: dict[str, datetime] = {}
         discovered = float("-inf")
         while True:
             started = time.monotonic()
@@ -164,7 +242,9 @@ def poller(
                     )
                     discovered = started
                     _log.info("tail_discovered", regions=len(regions))
-                await _poll_all(store, regions, ledger, config, emit, settings, clock())
+                await _poll_all(
+                    store, regions, ledger, config, emit, settings, clock(), since, listed
+                )
                 health.ok("s3")
             except* Exception as group:  # a failed poll is logged and retried next interval
                 _log.error("tail_poll_failed", error=str(group.exceptions[0])[:300])

@@ -1,6 +1,6 @@
 """ct-ingest tail against moto (S3 + SQS) and osmem: new, late and notified files appear in the
-index, an outage delays but loses nothing, two SQS consumers share a queue, and freshness is
-measured."""
+index, an outage delays but loses nothing, two SQS consumers share a queue, freshness is
+measured, and tail says where it starts reading."""
 
 from __future__ import annotations
 
@@ -127,6 +127,31 @@ def tail_proc(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]
             p.wait()
 
 
+def _events(stderr: bytes, name: str) -> list[dict[str, object]]:
+    return [
+        ev
+        for line in stderr.splitlines()
+        if line.startswith(b"{") and (ev := orjson.loads(line)).get("event") == name
+    ]
+
+
+def _done_keys(stderr: bytes) -> list[str]:
+    return [str(ev["key"]) for ev in _events(stderr, "object_done")]
+
+
+def _start_line(stderr: bytes) -> str:
+    (line,) = [x for x in stderr.decode().splitlines() if x.startswith("ct-ingest tail:")]
+    return line
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> bytes:
+    """SIGTERM, which must end a tail with status 0; its stderr."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert 0 == proc.returncode, err.decode()[-3000:]
+    return err
+
+
 def _http(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback)
@@ -203,6 +228,90 @@ class TestPolling:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)
         assert expected | during == _ids(opensearch_url, refresh=True)
+
+
+class TestSince:
+    def test_since_is_where_a_fresh_state_starts_and_the_first_line_says_so(
+        self,
+        s3: object,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+    ) -> None:
+        """With --since two days back, files from 30 hours ago are read and files from three
+        days ago are not; stderr's first line names the start, and a tail_start event too."""
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        old = _put(s3, now - timedelta(days=3), "old")
+        wanted = _put(s3, now - timedelta(hours=30), "mid") | _put(s3, now, "recent")
+        since = f"{now - timedelta(days=2):%Y-%m-%dT%H:%MZ}"
+        proc = tail_proc(opensearch_url, "--poll-interval", "1", "--since", since)
+        _wait(lambda: wanted <= _ids(opensearch_url), 60)
+        time.sleep(2)  # two more polls
+        err = _stop(proc)
+        assert wanted == _ids(opensearch_url, refresh=True)
+        assert not old & _ids(opensearch_url)
+        assert (
+            f"ct-ingest tail: reading objects from {since}; older ones: run backfill or pass "
+            "--since"
+        ) == _start_line(err)
+        (start,) = _events(err, "tail_start")
+        assert ("poll", False) == (start["mode"], start["resumes_from_ledger"])
+        assert str(start["since"]).startswith(f"{now - timedelta(days=2):%Y-%m-%dT%H:%M}")
+
+    def test_by_default_a_fresh_state_starts_a_day_back(
+        self,
+        s3: object,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+    ) -> None:
+        """Without --since a fresh state reads the last 24 hours (what tail always did), and
+        the first line says from when."""
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        old = _put(s3, now - timedelta(hours=30), "old")
+        wanted = _put(s3, now - timedelta(hours=20), "day") | _put(s3, now, "recent")
+        started = datetime.now(UTC)
+        proc = tail_proc(opensearch_url, "--poll-interval", "1")
+        _wait(lambda: wanted <= _ids(opensearch_url), 60)
+        time.sleep(2)
+        err = _stop(proc)
+        assert wanted == _ids(opensearch_url, refresh=True)
+        assert not old & _ids(opensearch_url)
+        prefix, rest = _start_line(err).split(" from ", 1)
+        assert "ct-ingest tail: reading objects" == prefix
+        stamp, tail = rest.split(";", 1)
+        start = datetime.strptime(stamp, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
+        assert abs(start - (started - timedelta(days=1))) < timedelta(minutes=2)
+        assert " older ones: run backfill or pass --since" == tail
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("--since", "last week"), "--since 'last week': expected YYYY-MM-DD, an ISO"),
+            (("--since", "2999-01-01"), "--since '2999-01-01': 2999-01-01T00:00Z is in the"),
+            (
+                ("--since", "2d", "--sqs-queue-url", "http://127.0.0.1:9/q"),
+                "--since '2d' applies to polling; with --sqs-queue-url the queue's",
+            ),
+        ],
+    )
+    def test_bad_since_is_a_clear_error(
+        self, args: tuple[str, ...], message: str, tmp_path: Path
+    ) -> None:
+        """A --since that cannot be read, is in the future, or comes with SQS: exit 2, a line
+        naming the value."""
+        from .helpers import cli
+
+        run = cli(
+            "tail",
+            f"s3://{BUCKET}",
+            "--opensearch",
+            "http://127.0.0.1:9",
+            "--state",
+            str(tmp_path / "ledger.sqlite"),
+            *args,
+        )
+        assert 2 == run.code
+        assert message in run.stderr
+        assert 1 == len(run.stderr.strip().splitlines())
 
 
 class TestSqs:

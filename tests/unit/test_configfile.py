@@ -66,7 +66,7 @@ class TestConfigFile:
             ("concurency = 3\n", "unknown key 'concurency'"),
             ('concurrency = "many"\n', "concurrency: "),
             ("[backfil]\nx = 1\n", "unknown section [backfil]"),
-            ('[tail]\nsince = "30d"\n', "[tail] since: unknown key for this command"),
+            ('[tail]\nuntil = "30d"\n', "[tail] until: unknown key for this command"),
             ('account = "1111"\n', "account: "),
             ("not toml at all =\n", "not valid TOML"),
         ],
