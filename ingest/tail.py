@@ -13,6 +13,10 @@ Two producers for the same pipeline as the backfill (``ingest.pipeline``):
   delivery notice) name the objects; a message is deleted only once every object it names is
   settled, its visibility is extended while they are processed, and a message that cannot be
   understood is left for the queue's redrive policy. Several processes can share one queue.
+  Every SQS call and every HEAD goes through the source's retry policy. A notified object that
+  is gone or unreadable (a terminal error on HEAD) goes to the fetch stage like any other, which
+  dead-letters it and settles it as failed, so its message is deleted; an object S3 does not
+  answer for within the retry deadline leaves its message on the queue, to come back later.
 """
 
 from __future__ import annotations
@@ -21,21 +25,25 @@ import asyncio
 import re
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 import structlog
+from botocore.exceptions import ClientError
 
 from ingest.config import S3Location, Settings
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, IngestError, SourceError, SourceUnavailable
 from ingest.layout import parse_log_key
 from ingest.listing import Emit, RegionPrefix, list_day, list_region_prefixes
+from ingest.retry import call_with_retry
 from ingest.source import ObjectRef, ObjectStore
+from ingest.source import _translate as translate_source_error
 
 __all__ = [
     "Health",
@@ -294,9 +302,24 @@ def parse_notification(body: str, bucket: str) -> list[str] | None:
     return None
 
 
+# SQS's own throttling codes (some answered 403, so the status alone would call them terminal).
+_SQS_TRANSIENT = frozenset({"RequestThrottled", "KmsThrottled", "ThrottlingException"})
+
+
+def _translate_sqs(exc: Exception, what: str) -> Exception:
+    """botocore/aiohttp errors of an SQS call in the error tree, like S3's."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", "")).rsplit(".", 1)[-1]
+        if code in _SQS_TRANSIENT:
+            return SourceUnavailable(f"{what}: {code} {exc.response['Error'].get('Message', '')}")
+    return translate_source_error(exc, what)
+
+
 class _Message:
-    def __init__(self, receipt: str, keys: set[str]) -> None:
+    def __init__(self, receipt: str, message_id: str, keys: set[str]) -> None:
         self.receipt = receipt
+        self.message_id = message_id
+        self.keys = tuple(sorted(keys))
         self.waiting = keys
         self.extender: asyncio.Task[None] | None = None
 
@@ -312,6 +335,7 @@ def sqs_consumer(
     if not isinstance(loc, S3Location):
         raise ValueError("SQS mode needs an s3:// source")
     bucket = loc.bucket
+    policy = settings.source.retry
     by_key: dict[str, list[_Message]] = {}
     done_q: asyncio.Queue[_Message] = asyncio.Queue()
 
@@ -321,26 +345,100 @@ def sqs_consumer(
             if not message.waiting:
                 done_q.put_nowait(message)
 
+    def leave(message: _Message, reason: str) -> None:
+        """Give up on a message without deleting it: it comes back after its visibility
+        timeout (or goes to the queue's dead-letter queue through its redrive policy)."""
+        if message.extender:
+            message.extender.cancel()
+        for key in message.waiting:
+            waiting = by_key.get(key, [])
+            if message in waiting:
+                waiting.remove(message)
+            if not waiting:
+                by_key.pop(key, None)
+        _log.error(
+            "sqs_message_left",
+            message_id=message.message_id,
+            reason=reason[:300],
+            hint="left on the queue: it comes back after its visibility timeout",
+        )
+
+    async def head(message: _Message, key: str) -> ObjectRef | None:
+        """The object's listing entry; ``None`` when S3 did not answer within the deadline."""
+        try:
+            ref: ObjectRef = await call_with_retry(policy, partial(store.head, key))
+        except SourceError as exc:  # gone (404) or unreadable (403): terminal
+            _log.error(
+                "sqs_object_unreadable",
+                object=f"s3://{bucket}/{key}",
+                message_id=message.message_id,
+                error=str(exc)[:300],
+                hint="dead-lettered by the fetch stage; the message is deleted once it is settled",
+            )
+            # The fetch stage reads it, gets the same answer, dead-letters it (stage fetch,
+            # SourceError) and settles it as failed, as it does for an object that vanishes
+            # between HEAD and GET; and if it is back by then, it is indexed.
+            return ObjectRef(key, "", 0)
+        except IngestError as exc:
+            if not exc.transient:
+                raise
+            leave(message, str(exc))
+            return None
+        return ref
+
     async def produce(emit: Emit) -> None:
+        from aiobotocore.config import AioConfig
         from aiobotocore.session import AioSession
 
         session = AioSession(profile=settings.source.profile)
+        url = config.sqs_queue_url
+        _announce(
+            f"reading the objects that notifications on {url} name (those already queued "
+            "too); objects written before: run backfill",
+            mode="sqs",
+            queue=url,
+        )
         async with AsyncExitStack() as stack:
             sqs = await stack.enter_async_context(
                 session.create_client(
-                    "sqs", endpoint_url=config.sqs_endpoint_url, region_name=settings.source.region
+                    "sqs",
+                    endpoint_url=config.sqs_endpoint_url,
+                    region_name=settings.source.region,
+                    config=AioConfig(
+                        retries={"total_max_attempts": 1},  # the source's policy retries
+                        connect_timeout=10,
+                        read_timeout=config.sqs_wait_seconds + 30,
+                    ),
                 )
             )
-            url = config.sqs_queue_url
+
+            async def call(what: str, fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+                async def once() -> Any:
+                    try:
+                        return await fn(QueueUrl=url, **kwargs)
+                    except Exception as exc:
+                        err = _translate_sqs(exc, f"{what} {url}")
+                        if err is exc:
+                            raise
+                        raise err from exc
+
+                return await call_with_retry(policy, once)
 
             async def extend(message: _Message) -> None:
                 while True:
                     await asyncio.sleep(config.sqs_visibility / 2)
-                    with suppress(Exception):
-                        await sqs.change_message_visibility(
-                            QueueUrl=url,
+                    try:
+                        await call(
+                            "change_message_visibility",
+                            sqs.change_message_visibility,
                             ReceiptHandle=message.receipt,
                             VisibilityTimeout=config.sqs_visibility,
+                        )
+                    except Exception as exc:  # the message may come back: the ledger dedups
+                        _log.warning(
+                            "sqs_visibility_failed",
+                            message_id=message.message_id,
+                            error=str(exc)[:300],
                         )
 
             async def deleter() -> None:
@@ -349,43 +447,75 @@ def sqs_consumer(
                     if message.extender:
                         message.extender.cancel()
                     try:
-                        await sqs.delete_message(QueueUrl=url, ReceiptHandle=message.receipt)
-                    except Exception as exc:  # it comes back after its visibility timeout: harmless
-                        _log.warning("sqs_delete_failed", error=str(exc)[:300])
+                        await call(
+                            "delete_message", sqs.delete_message, ReceiptHandle=message.receipt
+                        )
+                    except Exception as exc:  # it comes back after its visibility timeout,
+                        _log.warning(  # finds its objects settled and is deleted then
+                            "sqs_delete_failed", message_id=message.message_id, error=str(exc)[:300]
+                        )
 
-            async def handle(raw: dict[str, Any]) -> None:
+            def accept(raw: dict[str, Any]) -> _Message | None:
+                """The message, visibility extended, registered for its keys; ``None`` when
+                there is nothing to fetch for it."""
+                message_id = str(raw.get("MessageId", "?"))
                 keys = parse_notification(raw.get("Body", ""), bucket)
                 if keys is None:
                     _log.error(
                         "sqs_poison_message",
-                        message_id=raw.get("MessageId"),
+                        message_id=message_id,
                         hint="left on the queue for its redrive policy (dead-letter queue)",
                     )
-                    return
+                    return None
                 wanted = {k for k in keys if parse_log_key(k) is not None}
-                message = _Message(raw["ReceiptHandle"], set(wanted))
+                message = _Message(raw["ReceiptHandle"], message_id, wanted)
                 if not wanted:
                     done_q.put_nowait(message)  # test events, digests, other buckets
-                    return
+                    return None
                 message.extender = asyncio.create_task(extend(message))
-                for key in sorted(wanted):
+                extenders.add(message.extender)
+                message.extender.add_done_callback(extenders.discard)
+                for key in message.keys:
                     by_key.setdefault(key, []).append(message)
-                for key in sorted(wanted):
-                    await emit(await store.head(key))
+                return message
 
-            delete_task = asyncio.create_task(deleter())
-            try:
-                while True:
-                    resp = await sqs.receive_message(
-                        QueueUrl=url,
+            async def receive() -> list[dict[str, Any]]:
+                try:
+                    resp = await call(
+                        "receive_message",
+                        sqs.receive_message,
                         MaxNumberOfMessages=10,
                         WaitTimeSeconds=config.sqs_wait_seconds,
                         VisibilityTimeout=config.sqs_visibility,
                     )
-                    health.ok("s3")
-                    for raw in resp.get("Messages", ()):
-                        await handle(raw)
+                except IngestError as exc:
+                    if not exc.transient:
+                        raise  # no such queue, access denied: the tail cannot work
+                    _log.error(
+                        "sqs_receive_failed",
+                        error=str(exc)[:300],
+                        hint="still failing after the retry deadline; trying again",
+                    )
+                    return []
+                health.ok("s3")
+                return list(resp.get("Messages", ()))
+
+            extenders: set[asyncio.Task[None]] = set()
+            delete_task = asyncio.create_task(deleter())
+            try:
+                while True:
+                    # Every message of the batch is registered (and its visibility extended)
+                    # before the first HEAD, so none times out while the others are handled.
+                    batch = [m for raw in await receive() if (m := accept(raw)) is not None]
+                    for message in batch:
+                        for key in message.keys:
+                            ref = await head(message, key)
+                            if ref is None:
+                                break  # left on the queue
+                            await emit(ref)
             finally:
                 delete_task.cancel()
+                for task in list(extenders):
+                    task.cancel()
 
     return produce, on_settled

@@ -1,6 +1,7 @@
 """ct-ingest tail against moto (S3 + SQS) and osmem: new, late and notified files appear in the
 index, an outage delays but loses nothing, two SQS consumers share a queue, freshness is
-measured, and tail says where it starts reading."""
+measured, tail says where it starts reading, and in SQS mode a vanished object, an unreachable
+queue or an unreachable bucket neither stops the tail nor loses or duplicates anything."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import orjson
 import pytest
 from opensearchpy import OpenSearch
 
+from ingest.deadletter import read_entries
 from ingest.faultproxy import FaultProxy, Faults
 from ingest.servers import free_port
 
@@ -424,3 +426,165 @@ class TestAfterBackfill:
         _, err = proc.communicate(timeout=30)
         done = [orjson.loads(x)["key"] for x in err.splitlines() if b'"object_done"' in x]
         assert [_key(now - timedelta(minutes=1), "new")] == done
+
+
+def _queue_empty(sqs: object, url: str) -> bool:
+    attrs = sqs.get_queue_attributes(  # type: ignore[attr-defined]
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return {"0"} == set(attrs.values())
+
+
+class TestSqsFaults:
+    """The SQS consumer keeps going through a vanished object and through outages of the queue
+    and of the bucket (fault proxy on loopback in front of moto, answering 503 to everything)."""
+
+    ARGS = ("--sqs-wait-seconds", "1", "--sqs-visibility", "6")
+
+    def test_an_object_gone_before_it_is_processed_is_dead_lettered(
+        self,
+        s3: object,
+        s3_url: str,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """An object deleted between its notification and its processing: one error line names
+        it and the message, one dead-letter entry (fetch, SourceError), its message is deleted,
+        the tail keeps running, and every other notified object is indexed exactly once."""
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_url)
+        sqs, url = TestSqs()._queue(s3_url)
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        expected = _put(s3, now - timedelta(minutes=3), "a")
+        _put(s3, now - timedelta(minutes=2), "gone")
+        gone = _key(now - timedelta(minutes=2), "gone")
+        s3.delete_object(Bucket=BUCKET, Key=gone)  # type: ignore[attr-defined]
+        expected |= _put(s3, now - timedelta(minutes=1), "b")
+        dl = tmp_path / "deadletter.jsonl"
+        proc = tail_proc(
+            opensearch_url, "--sqs-queue-url", url, *self.ARGS, "--deadletter", str(dl)
+        )
+        _wait(lambda: expected <= _ids(opensearch_url), 30)
+        expected |= _put(s3, now, "c")  # after the failure: still tailing
+        _wait(lambda: expected <= _ids(opensearch_url), 15)
+        _wait(lambda: _queue_empty(sqs, url), 15)  # the gone object's message too
+        assert proc.poll() is None
+        err = _stop(proc)
+        assert expected == _ids(opensearch_url, refresh=True)
+        done = _done_keys(err)
+        assert sorted(done) == sorted(set(done))
+        assert gone not in done
+        assert 3 == len(done)
+        (line,) = _events(err, "sqs_object_unreadable")
+        assert f"s3://{BUCKET}/{gone}" == line["object"]
+        assert line["message_id"]
+        (entry,) = read_entries(dl)
+        assert (gone, "fetch", "SourceError") == (
+            entry["key"],
+            entry["stage"],
+            entry["error_type"],
+        )
+        assert "NoSuchKey" in entry["reason"]
+        (summary,) = _events(err, "run_done")
+        assert (1, 3) == (summary["objects_failed"], summary["objects_done"])
+
+    def test_a_queue_that_does_not_exist_ends_the_tail_with_one_line(
+        self,
+        s3: object,
+        s3_url: str,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A terminal SQS error is not retried for a day: exit 3 and a line naming the queue."""
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_url)
+        url = f"{s3_url}/123456789012/no-such-queue"
+        proc = tail_proc(opensearch_url, "--sqs-queue-url", url, *self.ARGS)
+        _, err = proc.communicate(timeout=30)
+        assert 3 == proc.returncode
+        (line,) = [x for x in err.decode().splitlines() if x.startswith("ct-ingest aborted:")]
+        assert f"SourceError: receive_message {url}: " in line
+        assert "NonExistentQueue The specified queue does not exist." in line
+
+    def test_sqs_answering_503_for_ten_seconds_delays_but_loses_nothing(
+        self,
+        s3: object,
+        s3_url: str,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The queue answers 503 to every call for 10 s, longer than --retry-deadline: receive
+        gives up, says so, and tries again; objects notified before, during and after the outage
+        are each indexed once, and every message is deleted in the end."""
+        sqs, url = TestSqs()._queue(s3_url)
+        with FaultProxy(s3_url) as proxy:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
+            proc = tail_proc(
+                opensearch_url, "--sqs-queue-url", url, *self.ARGS, "--retry-deadline", "4"
+            )
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            before = _put(s3, now - timedelta(minutes=9), "b1") | _put(
+                s3, now - timedelta(minutes=8), "b2"
+            )
+            _wait(lambda: before <= _ids(opensearch_url), 30)
+            proxy.set_faults(Faults(down=True))
+            time.sleep(2)  # a receive already forwarded to moto ends (--sqs-wait-seconds 1)
+            during = _put(s3, now - timedelta(minutes=5), "d1") | _put(
+                s3, now - timedelta(minutes=4), "d2"
+            )
+            time.sleep(10)
+            assert proc.poll() is None
+            assert not during & _ids(opensearch_url, refresh=True)
+            proxy.set_faults(Faults())
+            after = _put(s3, now - timedelta(minutes=1), "a1")
+            _wait(lambda: (before | during | after) <= _ids(opensearch_url), 30)
+            _wait(lambda: _queue_empty(sqs, url), 20)
+            err = _stop(proc)
+        assert before | during | after == _ids(opensearch_url, refresh=True)
+        done = _done_keys(err)
+        assert sorted(done) == sorted(set(done))
+        assert 5 == len(done)
+        assert _events(err, "sqs_receive_failed")
+        assert any("503" in str(ev["reason"]) for ev in _events(err, "retrying"))
+
+    def test_s3_answering_503_leaves_messages_for_later(
+        self,
+        s3: object,
+        s3_url: str,
+        opensearch_url: str,
+        tail_proc: Callable[..., subprocess.Popen[bytes]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The bucket answers 503 for 10 s while notifications arrive: HEAD is retried, a
+        message whose object S3 does not answer for within --retry-deadline is left on the
+        queue (and logged), comes back, and its objects are indexed once."""
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3_url)
+        sqs, url = TestSqs()._queue(s3_url)
+        with FaultProxy(s3_url) as proxy:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+            proc = tail_proc(
+                opensearch_url, "--sqs-queue-url", url, *self.ARGS, "--retry-deadline", "4"
+            )
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            before = _put(s3, now - timedelta(minutes=9), "b1")
+            _wait(lambda: before <= _ids(opensearch_url), 30)
+            proxy.set_faults(Faults(down=True))
+            during = _put(s3, now - timedelta(minutes=5), "d1") | _put(
+                s3, now - timedelta(minutes=4), "d2"
+            )
+            time.sleep(10)
+            assert proc.poll() is None
+            assert not during & _ids(opensearch_url, refresh=True)
+            proxy.set_faults(Faults())
+            after = _put(s3, now - timedelta(minutes=1), "a1")
+            _wait(lambda: (before | during | after) <= _ids(opensearch_url), 30)
+            _wait(lambda: _queue_empty(sqs, url), 20)
+            err = _stop(proc)
+        assert before | during | after == _ids(opensearch_url, refresh=True)
+        done = _done_keys(err)
+        assert sorted(done) == sorted(set(done))
+        assert 4 == len(done)
+        assert _events(err, "sqs_message_left")
