@@ -110,6 +110,18 @@ class _Backend:
             self._server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _private_homes(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads or writes the user's own state or configuration: the default ledger,
+    dead-letter and config file live in a fresh directory for each test."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.delenv("CT_INGEST_CONFIG", raising=False)
+
+
 @pytest.fixture(scope="session")
 def opensearch_backend(request: pytest.FixtureRequest) -> Iterator[_Backend]:
     backend = _Backend(request.config.getoption("--opensearch-backend"))
