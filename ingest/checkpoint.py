@@ -2,7 +2,7 @@
 
 Per object: key, ETag, size, status and counts. ``pending`` when listed, ``in-flight`` when its
 fetch starts, ``done`` only after OpenSearch acknowledged every one of its documents or they were
-dead-lettered (see ``ingest.pipeline``), ``failed`` when the object as a whole could not be read
+dead-lettered (see ``ingest.engine``), ``failed`` when the object as a whole could not be read
 or decoded (it is in the dead-letter). A later run skips settled objects (done, or failed unless
 ``--retry-failed``) whose ETag is unchanged; pending and in-flight ones, left by a crash, are
 simply done again (idempotent ``_id``s make that safe). Every write is one transaction, so a

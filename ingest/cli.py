@@ -306,13 +306,17 @@ def run_and_report(settings: Settings, *, console: bool, tail: Any = None) -> in
     """Run a backfill (or a tail), print the summary line, and return the exit code."""
     import structlog
 
-    from ingest.pipeline import RunStats, execute_backfill, root_cause
+    from ingest.engine import RunStats
+    from ingest.errors import root_cause
+    from ingest.runner import run_backfill, run_tail
     from ingest.telemetry import summary_line
 
     log = structlog.get_logger("ingest.cli")
     stats: RunStats | None = None
     try:
-        stats = asyncio.run(execute_backfill(settings, console=console, tail=tail))
+        stats = asyncio.run(
+            run_backfill(settings, console=console) if tail is None else run_tail(settings, tail)
+        )
     except (KeyboardInterrupt, asyncio.CancelledError):
         typer.echo("ct-ingest: interrupted; run the same command again to resume", err=True)
         return EXIT_ABORTED
@@ -633,7 +637,7 @@ def setup(
     typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
     typer.echo(f"ct-ingest: {retention}")
     if alerts and webhook:
-        from ingest.alerts import install_alerts
+        from ingest.ops.alerts import install_alerts
 
         client = cluster.open_sync_client(sink)
         try:
@@ -652,7 +656,7 @@ def setup(
         finally:
             client.close()
     if dashboards:
-        from ingest.dashboards import import_saved_objects, saved_objects
+        from ingest.ops.dashboards import import_saved_objects, saved_objects
 
         try:
             count = import_saved_objects(
@@ -949,8 +953,8 @@ def verify(
     log_format: LogFormatOpt = "auto",
 ) -> None:
     """Reconcile the source against the index, object by object; exit 0 only when they match."""
+    from ingest.ops.verify import verify as run_verify
     from ingest.telemetry import configure_logging
-    from ingest.verify import verify as run_verify
 
     configure_logging(log_format)
     try:
@@ -962,7 +966,7 @@ def verify(
     except IngestError as exc:
         raise _fail(f"verify aborted: {exc}", EXIT_ABORTED) from None
     except BaseExceptionGroup as group:
-        from ingest.pipeline import root_cause
+        from ingest.errors import root_cause
 
         raise _fail(f"verify aborted: {root_cause(group)}", EXIT_ABORTED) from None
     if as_json:
@@ -1054,7 +1058,8 @@ def report_clickops(
     services and accounts, and the accounts with none."""
     from datetime import UTC, datetime
 
-    from ingest import cluster, report
+    from ingest import cluster
+    from ingest.ops import report
 
     _check_format(fmt)
     sink = _sink_for_reading(
@@ -1122,7 +1127,8 @@ def report_principal(
     accounts), each with count and last use; with IAM details, the grants never used."""
     from datetime import UTC, datetime
 
-    from ingest import cluster, report
+    from ingest import cluster
+    from ingest.ops import report
 
     _check_format(fmt)
     if (iam_user is None) == (role is None):
@@ -1186,7 +1192,8 @@ def deadletter_summary(
     from rich.console import Console
     from rich.table import Table
 
-    from ingest.deadletter import read_entries, summarize
+    from ingest.deadletter import read_entries
+    from ingest.ops.replay import summarize
 
     path = _deadletter_path(file)
     groups = summarize(read_entries(path))
@@ -1242,7 +1249,7 @@ def deadletter_replay(
     """Re-send the dead-lettered records (after fixing the template or the records); what lands
     is removed from the file, what is still refused stays with its new reason."""
     from ingest import cluster
-    from ingest.deadletter import replay
+    from ingest.ops.replay import replay
     from ingest.retry import call_with_retry
     from ingest.sink import OpenSearchBulkClient
     from ingest.telemetry import configure_logging
@@ -1286,7 +1293,7 @@ def deadletter_replay(
             f"replay aborted: {exc}; nothing was removed from {path}", EXIT_ABORTED
         ) from None
     except BaseExceptionGroup as group:
-        from ingest.pipeline import root_cause
+        from ingest.errors import root_cause
 
         raise _fail(
             f"replay aborted: {root_cause(group)}; nothing was removed from {path}", EXIT_ABORTED

@@ -1,6 +1,6 @@
 """Decoding and shaping: one CloudTrail object's bytes in, ready bulk NDJSON out.
 
-Pure and synchronous, so it runs in worker processes (see ``ingest.pipeline``) and is
+Pure and synchronous, so it runs in worker processes (see ``ingest.engine``) and is
 unit-tested with literal records. Nothing here raises for bad input: an object that cannot be
 read becomes a :class:`Decoded` with ``failed`` set, and a record that cannot become a document
 becomes a :class:`Rejected` entry, both destined for the dead-letter.

@@ -93,10 +93,10 @@ def ask(
 
 
 def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> int:
-    from ingest import synth
     from ingest.cli import build_settings, run_and_report
-    from ingest.servers import MotoServer, start_osmem
     from ingest.telemetry import configure_logging
+    from ingest.testing import synth
+    from ingest.testing.servers import MotoServer, start_osmem
 
     out = Console(stderr=False)
     console = configure_logging(log_format)

@@ -25,6 +25,8 @@ to the dead-letter.
 
 from __future__ import annotations
 
+import asyncio
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -35,6 +37,7 @@ __all__ = [
     "SourceUnavailable",
     "TerminalError",
     "TransientError",
+    "root_cause",
 ]
 
 
@@ -76,3 +79,11 @@ class SinkError(TerminalError):
 
 class CheckpointError(TerminalError):
     """The checkpoint ledger cannot be used."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        exc = (inner or list(exc.exceptions))[0]
+    return exc

@@ -34,7 +34,7 @@ def _age(iso: str | None, now: float) -> float:
 
 
 class RunCollector(Collector):
-    """Prometheus families from a :class:`~ingest.pipeline.RunStats` and the objects in flight."""
+    """Prometheus families from a :class:`~ingest.engine.RunStats` and the objects in flight."""
 
     def __init__(self, stats: Any, oldest_pending: Callable[[], datetime | None]) -> None:
         self.stats = stats

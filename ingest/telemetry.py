@@ -13,7 +13,7 @@ import structlog
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ingest.pipeline import RunStats
+from ingest.engine import RunStats
 
 __all__ = ["configure_logging", "progress", "summary_line", "use_console"]
 

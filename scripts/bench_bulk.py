@@ -20,16 +20,16 @@ from typing import Any
 
 import orjson
 
-from ingest import synth
 from ingest.adaptive import BulkController, ControllerConfig
 from ingest.cluster import install_template, open_client
 from ingest.config import MiB, SinkConfig
 from ingest.decode import Document, Rejected, to_document
-from ingest.faultproxy import FaultProxy, Faults
 from ingest.retry import RetryPolicy
-from ingest.servers import start_osmem
 from ingest.sink import BulkSink, OpenSearchBulkClient, Outcome
 from ingest.telemetry import configure_logging
+from ingest.testing import synth
+from ingest.testing.faultproxy import FaultProxy, Faults
+from ingest.testing.servers import start_osmem
 
 
 class Fixed(BulkController):

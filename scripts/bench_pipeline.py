@@ -34,13 +34,13 @@ import boto3
 import orjson
 from botocore.config import Config
 
-from ingest import synth
 from ingest.config import Filters, S3Location, SourceConfig
 from ingest.decode import decode_object
-from ingest.faultproxy import NullCluster
 from ingest.listing import list_log_objects
-from ingest.servers import MotoServer, start_osmem
 from ingest.source import S3Store
+from ingest.testing import synth
+from ingest.testing.faultproxy import NullCluster
+from ingest.testing.servers import MotoServer, start_osmem
 
 # Runs a command and prints the peak RSS (KiB) of its largest process: this run's alone.
 _MEASURE = (

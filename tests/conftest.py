@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ingest.servers import MotoServer
+from ingest.testing.servers import MotoServer
 
 from .fixtures.build import EVENTS, build
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest import synth
 from ingest.deadletter import read_entries
 from ingest.demo import upload
+from ingest.testing import synth
 
 from .helpers import all_docs, backfill, count
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.servers import free_port
+from ingest.testing.servers import free_port
 
 from .helpers import all_docs, backfill, cli, count, search
 

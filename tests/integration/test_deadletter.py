@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest import synth
 from ingest.deadletter import read_entries
-from ingest.faultproxy import FaultProxy, Faults
+from ingest.testing import synth
+from ingest.testing.faultproxy import FaultProxy, Faults
 
 from .helpers import all_docs, backfill, cli, count
 

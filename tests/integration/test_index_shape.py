@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 
-from ingest import synth
+from ingest.testing import synth
 
 from .helpers import all_docs, backfill, cli, count, search
 

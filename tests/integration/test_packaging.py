@@ -23,8 +23,8 @@ assert ingest.__file__.startswith(sys.argv[1]), ingest.__file__
 from ingest.cluster import render_template, render_components
 from ingest.config import SinkConfig, IndexConfig
 from ingest.enrich.rules import load_rules
-from ingest.dashboards import saved_objects
-from ingest.alerts import render_monitors
+from ingest.ops.dashboards import saved_objects
+from ingest.ops.alerts import render_monitors
 cfg = SinkConfig(url="http://127.0.0.1:9200")
 assert render_template(cfg)["index_patterns"] == ["cloudtrail-*"]
 assert len(render_components(cfg, IndexConfig())) == 3

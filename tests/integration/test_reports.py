@@ -15,8 +15,8 @@ import orjson
 import pytest
 from opensearchpy import OpenSearch
 
-from ingest.alerts import monitor_query, render_monitors
-from ingest.dashboards import saved_objects
+from ingest.ops.alerts import monitor_query, render_monitors
+from ingest.ops.dashboards import saved_objects
 
 from .helpers import backfill, cli
 

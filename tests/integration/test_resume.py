@@ -15,9 +15,9 @@ import orjson
 import pytest
 from opensearchpy import OpenSearch
 
-from ingest import synth
 from ingest.checkpoint import Ledger
 from ingest.demo import upload
+from ingest.testing import synth
 
 from .helpers import cli, count
 

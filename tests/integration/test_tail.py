@@ -23,8 +23,8 @@ import pytest
 from opensearchpy import OpenSearch
 
 from ingest.deadletter import read_entries
-from ingest.faultproxy import FaultProxy, Faults
-from ingest.servers import free_port
+from ingest.testing.faultproxy import FaultProxy, Faults
+from ingest.testing.servers import free_port
 
 pytestmark = pytest.mark.integration
 BUCKET = "tail-bucket"

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from opensearchpy import OpenSearch
 
-from ingest import synth
+from ingest.testing import synth
 
 from .helpers import backfill, cli, count
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ingest.pipeline import ByteBudget
+from ingest.engine import ByteBudget
 
 
 class TestByteBudget:

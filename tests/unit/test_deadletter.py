@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.deadletter import DeadLetter, read_entries, rewrite, summarize
+from ingest.deadletter import DeadLetter, read_entries, rewrite
+from ingest.ops.replay import summarize
 
 
 def _add(dl: DeadLetter, n: int, error: str = "BadJson") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ingest.report import iam_action
+from ingest.ops.report import iam_action
 from ingest.tail import parse_notification
 
 KEY = (

@@ -8,8 +8,8 @@ import re
 from importlib import resources
 from typing import Any
 
-from ingest.alerts import monitor_query, render_monitors
-from ingest.dashboards import saved_objects
+from ingest.ops.alerts import monitor_query, render_monitors
+from ingest.ops.dashboards import saved_objects
 
 _KUERY_FIELD = re.compile(r"([A-Za-z_@][\w.@]*)\s*:")
 

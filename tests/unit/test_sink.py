@@ -10,74 +10,10 @@ from ingest.config import SinkConfig
 from ingest.decode import Document
 from ingest.errors import SinkUnavailable
 from ingest.retry import RetryPolicy
-from ingest.sink import BulkSink, Outcome, TooLarge
+from ingest.sink import BulkSink, Outcome
+from ingest.testing.memory import MemoryCluster
 
 FAST = RetryPolicy(attempts=4, initial=0.001, maximum=0.005, deadline=5)
-
-
-class MemoryCluster:
-    """An in-memory implementation of the BulkClient interface with create semantics and faults."""
-
-    def __init__(
-        self,
-        *,
-        item_429_first: set[str] = frozenset(),  # type: ignore[assignment]
-        reject: set[str] = frozenset(),
-        max_body: int | None = None,  # type: ignore[assignment]
-        unavailable_times: int = 0,
-    ) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
-        self.bodies: list[int] = []
-        self._item_429 = set(item_429_first)
-        self._reject = reject
-        self._max_body = max_body
-        self._unavailable = unavailable_times
-
-    async def bulk(self, body: bytes) -> dict[str, Any]:
-        if self._unavailable:
-            self._unavailable -= 1
-            raise SinkUnavailable("bulk: HTTP 503")
-        if self._max_body is not None and len(body) > self._max_body:
-            raise TooLarge("bulk: HTTP 413")
-        self.bodies.append(len(body))
-        lines = body.splitlines()
-        items = []
-        for action_line, source_line in zip(lines[::2], lines[1::2], strict=True):
-            meta = orjson.loads(action_line)["create"]
-            doc_id = meta["_id"]
-            if doc_id in self._item_429:
-                self._item_429.discard(doc_id)
-                items.append(
-                    {
-                        "create": {
-                            "_id": doc_id,
-                            "status": 429,
-                            "error": {"type": "es_rejected_execution_exception"},
-                        }
-                    }
-                )
-            elif doc_id in self._reject:
-                items.append(
-                    {
-                        "create": {
-                            "_id": doc_id,
-                            "status": 400,
-                            "error": {
-                                "type": "mapper_parsing_exception",
-                                "reason": "failed to parse field [x]",
-                            },
-                        }
-                    }
-                )
-            elif doc_id in self.docs:
-                items.append({"create": {"_id": doc_id, "status": 409}})
-            else:
-                self.docs[doc_id] = orjson.loads(source_line)
-                items.append({"create": {"_id": doc_id, "status": 201}})
-        return {"errors": any(i["create"]["status"] >= 300 for i in items), "items": items}
-
-    async def aclose(self) -> None:
-        return None
 
 
 class Collector:

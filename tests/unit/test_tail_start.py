@@ -15,7 +15,8 @@ from ingest.config import LocalLocation, Settings, SinkConfig, SourceConfig
 from ingest.errors import ConfigError
 from ingest.listing import RegionPrefix
 from ingest.source import LocalStore, ObjectRef
-from ingest.tail import Health, TailConfig, _poll_all, parse_since, poller
+from ingest.tail import Health, TailConfig, parse_since, poller
+from ingest.tail.polling import _poll_all
 
 ACCOUNT = "111122223333"
 NOW = datetime(2026, 11, 28, 10, 40, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The pipeline: listing → fetching → decoding (worker processes) → bulk sink → checkpoint.
+"""The engine: listing → fetching → decoding (worker processes) → bulk sink → checkpoint.
 
 The I/O stages are long-lived coroutines in one ``asyncio.TaskGroup``, joined by bounded
 queues, so a slow sink slows fetching and listing down instead of filling memory, and one
@@ -8,12 +8,17 @@ back ready NDJSON bytes, so the event loop only moves bytes.
 An object is settled in the checkpoint only once every one of its documents is acknowledged by
 OpenSearch or written to the dead-letter (which is fsynced first). Records seen always equal
 indexed + dead-lettered + skipped by rule.
+
+The engine knows nothing of signals, files, servers or the terminal: its edges (an
+:class:`~ingest.source.ObjectStore`, a :class:`~ingest.sink.BulkClient`, a ledger and a
+dead-letter) are handed in, so it runs as well on the in-memory doubles of
+:mod:`ingest.testing.memory` as on S3 and OpenSearch. Opening the edges, the run row, signals
+and the backfill-mode settings are the runner's business (:mod:`ingest.runner`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import multiprocessing
 import signal
@@ -24,12 +29,10 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import orjson
 import structlog
 
-from ingest import cluster, source
 from ingest.checkpoint import Ledger, ObjectCounts, Status
 from ingest.config import S3Location, Settings
 from ingest.deadletter import DeadLetter
@@ -37,12 +40,12 @@ from ingest.decode import Decoded, Document, decode_object
 from ingest.errors import SourceError
 from ingest.listing import Emit, ListingStats, list_log_objects
 from ingest.retry import call_with_retry
-from ingest.sink import BulkClient, BulkSink, OpenSearchBulkClient, Outcome, SinkStats
+from ingest.sink import BulkClient, BulkSink, Outcome, SinkStats
 from ingest.source import ObjectRef, ObjectStore
 
-__all__ = ["Emit", "Produce", "RunStats", "execute_backfill", "root_cause", "run_backfill"]
+__all__ = ["ByteBudget", "Emit", "Produce", "RunStats", "in_shard", "run_pipeline"]
 
-_log = structlog.get_logger("ingest.pipeline")
+_log = structlog.get_logger("ingest.engine")
 _DONE = None  # queue sentinel
 
 # A producer hands objects to the pipeline through ``emit`` and returns when it has no more.
@@ -153,7 +156,7 @@ class _ObjectTask:
             self._complete(self)
 
 
-class _Run:
+class _Pipeline:
     def __init__(
         self,
         settings: Settings,
@@ -166,11 +169,11 @@ class _Run:
         prepare_index: Callable[[str], Awaitable[None]] | None,
     ) -> None:
         self.prepare_index = prepare_index
-        self.s = settings
+        self.settings = settings
         self.store = store
         self.client = client
         self.ledger = ledger
-        self.dl = deadletter
+        self.deadletter = deadletter
         self.stats = stats
         self.executor = executor
         self.source = store.name
@@ -189,14 +192,14 @@ class _Run:
         self.on_settled: Callable[[ObjectRef], None] | None = None
 
     async def _list(self, emit: Emit) -> None:
-        loc = self.s.source.location
+        loc = self.settings.source.location
         await list_log_objects(
             self.store,
             loc.prefix if isinstance(loc, S3Location) else "",
-            self.s.filters,
+            self.settings.filters,
             emit,
-            concurrency=self.s.source.concurrency,
-            retry=self.s.source.retry,
+            concurrency=self.settings.source.concurrency,
+            retry=self.settings.source.retry,
             stats=self.stats.listing,
         )
 
@@ -216,7 +219,7 @@ class _Run:
             self.lister_task.cancel()
         while not self.fetch_q.empty():
             self.fetch_q.get_nowait()
-        for _ in range(self.s.source.concurrency):
+        for _ in range(self.settings.source.concurrency):
             self.fetch_q.put_nowait(_DONE)
 
     def _flush_pending(self) -> None:
@@ -226,13 +229,13 @@ class _Run:
 
     # -- listing ----------------------------------------------------------------------------
     async def _emit(self, ref: ObjectRef) -> None:
-        if self.s.shard is not None and not in_shard(ref.key, self.s.shard):
+        if self.settings.shard is not None and not in_shard(ref.key, self.settings.shard):
             self.stats.objects_other_shard += 1
             return
         if ref.key in self.in_progress:
             return  # listed again (tail's overlapping polls) while still being processed
         status = self.ledger.settled_status(
-            self.source, [ref], retry_failed=self.s.retry_failed
+            self.source, [ref], retry_failed=self.settings.retry_failed
         ).get(ref.key)
         if status is not None:
             if status is Status.DONE:
@@ -253,7 +256,7 @@ class _Run:
         self._flush_pending()
         # Sentinels only on success: after a failure the task group cancels every stage, and a
         # put into a full queue in a cancelled task would wait forever.
-        for _ in range(self.s.source.concurrency):
+        for _ in range(self.settings.source.concurrency):
             await self.fetch_q.put(_DONE)
 
     # -- fetching and decoding --------------------------------------------------------------
@@ -262,8 +265,8 @@ class _Run:
             decode_object,
             ref.key,
             data,
-            index_prefix=self.s.sink.index_prefix,
-            exclude=self.s.filters.exclude,
+            index_prefix=self.settings.sink.index_prefix,
+            exclude=self.settings.filters.exclude,
         )
         if self.executor is None:
             return await asyncio.to_thread(fn)
@@ -274,7 +277,9 @@ class _Run:
             await self.budget.acquire(ref.key, ref.size * _EXPANSION)
             self.ledger.mark(self.source, [ref], Status.IN_FLIGHT)
             try:
-                data = await call_with_retry(self.s.source.retry, partial(self.store.get, ref))
+                data = await call_with_retry(
+                    self.settings.source.retry, partial(self.store.get, ref)
+                )
             except SourceError as exc:
                 self._object_failed(ref, "fetch", type(exc).__name__, str(exc))
                 continue
@@ -336,7 +341,7 @@ class _Run:
             f" record {record_index}" if record_index is not None else ""
         )
         _log.error("dead_lettered", stage=stage, object=where, error=error_type, reason=reason)
-        self.dl.add(
+        self.deadletter.add(
             stage=stage,
             source=self.source,
             key=ref.key,
@@ -365,7 +370,7 @@ class _Run:
 
     def _object_failed(self, ref: ObjectRef, stage: str, error_type: str, reason: str) -> None:
         self._deadletter(ref, stage, error_type, reason, None)
-        self.dl.sync()
+        self.deadletter.sync()
         self.ledger.record(self.source, ref, Status.FAILED, ObjectCounts())
         self.stats.objects_failed += 1
         self._settled(ref)
@@ -373,7 +378,7 @@ class _Run:
     def _object_done(self, task: _ObjectTask) -> None:
         d = task.decoded
         dead = len(d.rejected) + (len(d.documents) - task.indexed)
-        self.dl.sync()
+        self.deadletter.sync()
         self.ledger.record(
             self.source,
             task.ref,
@@ -419,7 +424,7 @@ def _executor(workers: int) -> ProcessPoolExecutor | None:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
 
 
-async def run_backfill(
+async def run_pipeline(
     settings: Settings,
     store: ObjectStore,
     client: BulkClient,
@@ -443,7 +448,7 @@ async def run_backfill(
         executor = _executor(settings.workers)
         if executor is not None:
             stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        run = _Run(settings, store, client, ledger, deadletter, stats, executor, prepare_index)
+        run = _Pipeline(settings, store, client, ledger, deadletter, stats, executor, prepare_index)
         if produce is not None:
             run.produce = produce
         run.on_settled = on_settled
@@ -465,7 +470,7 @@ async def run_backfill(
     return stats
 
 
-async def _watch(stop: asyncio.Event, run: _Run) -> None:
+async def _watch(stop: asyncio.Event, run: _Pipeline) -> None:
     await stop.wait()
     run.request_stop()
 
@@ -474,192 +479,3 @@ def in_shard(key: str, shard: tuple[int, int]) -> bool:
     """Whether ``key`` is in shard ``I`` of ``N`` (a stable hash, the same on every machine)."""
     index, count = shard
     return zlib.crc32(key.encode()) % count == index
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
-        exc = (inner or list(exc.exceptions))[0]
-    return exc
-
-
-class _Signals:
-    """SIGINT/SIGTERM: the first stops listing and fetching and lets what is in flight finish
-    within ``drain_seconds``; the second (or the end of the drain) cancels at once."""
-
-    def __init__(self, drain_seconds: float) -> None:
-        self.stop = asyncio.Event()
-        self._drain = drain_seconds
-        self._main = asyncio.current_task()
-        self._loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if self._main is None:
-            return
-        if self.stop.is_set():
-            _log.warning("stopping_now", signal=sig.name)
-            self._main.cancel()
-            return
-        _log.warning(
-            "stopping",
-            signal=sig.name,
-            drain_seconds=self._drain,
-            hint="finishing the objects in flight; send the signal again to stop at once",
-        )
-        self.stop.set()
-        self._loop.call_later(self._drain, self._main.cancel)
-
-    def close(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.remove_signal_handler(sig)
-
-
-async def _keep_run_row(ledger: Ledger, run_id: int, stats: RunStats) -> None:
-    while True:
-        await asyncio.sleep(2)
-        _save_run(ledger, run_id, stats)
-
-
-def _save_run(ledger: Ledger, run_id: int, stats: RunStats, status: str | None = None) -> None:
-    ledger.update_run(
-        run_id,
-        status=status,
-        finished=status is not None,
-        listed=stats.listing.objects,
-        listing_done=int(stats.listing.done),
-        objects_done=stats.objects_done + stats.objects_failed,
-        records=stats.records_seen,
-        indexed=stats.indexed,
-        deadlettered=stats.deadlettered,
-        skipped=stats.skipped,
-        bytes=stats.bytes_fetched,
-    )
-
-
-async def execute_backfill(
-    settings: Settings, *, console: bool, ensure_template: bool = True, tail: Any = None
-) -> RunStats:
-    """Open every edge for ``settings``, run the backfill (or, given a
-    :class:`~ingest.tail.TailConfig`, tail until stopped), close everything. The CLI and the
-    demo both come through here."""
-    from ingest import telemetry
-
-    stats = RunStats()
-    async with AsyncExitStack() as stack:
-        signals = _Signals(settings.drain_seconds)
-        stack.callback(signals.close)
-        ledger = stack.enter_context(Ledger(settings.state_path))
-        deadletter = DeadLetter(settings.deadletter_path)
-        stack.callback(deadletter.close)
-        store = await source.open_store(settings.source)
-        stack.push_async_callback(store.aclose)
-        os_client = cluster.open_client(settings.sink)
-        stack.push_async_callback(os_client.close)
-        version = await call_with_retry(settings.sink.retry, lambda: cluster.ping(os_client))
-        _log.info("opensearch_ready", url=settings.sink.url, version=version)
-        if ensure_template:
-            await cluster.ensure_template(os_client, settings.sink)
-        mode = cluster.BackfillMode(os_client) if settings.backfill_mode and not tail else None
-        produce, on_settled = None, None
-        if tail is not None:
-            produce, on_settled = await _tail_edges(
-                stack, settings, tail, store, ledger, os_client, stats
-            )
-        run_id = ledger.start_run(store.name)
-        keeper = asyncio.create_task(_keep_run_row(ledger, run_id, stats))
-        outcome = "aborted"
-        try:
-            async with telemetry.progress(stats, enabled=console):
-                await run_backfill(
-                    settings,
-                    store,
-                    OpenSearchBulkClient(os_client),
-                    ledger,
-                    deadletter,
-                    stats,
-                    prepare_index=mode.prepare if mode else None,
-                    stop=signals.stop,
-                    produce=produce,
-                    on_settled=on_settled,
-                )
-            outcome = "stopped" if stats.stopped else "done"
-        finally:
-            keeper.cancel()
-            _save_run(ledger, run_id, stats, outcome)
-            if mode is not None:
-                await _restore(mode)
-    return stats
-
-
-async def _tail_edges(
-    stack: AsyncExitStack,
-    settings: Settings,
-    tail: Any,
-    store: ObjectStore,
-    ledger: Ledger,
-    os_client: Any,
-    stats: RunStats,
-) -> tuple[Produce, Callable[[ObjectRef], None] | None]:
-    """The tail producer, the health pinger and the metrics server."""
-    from ingest import metrics
-    from ingest.tail import Health, poller, sqs_consumer
-
-    health = Health(threshold=tail.unhealthy_after)
-    health.ok("s3")
-    health.ok("opensearch")
-    in_progress: dict[str, ObjectRef] = {}
-    if tail.sqs_queue_url:
-        produce, hook = sqs_consumer(settings, store, tail, health)
-    else:
-        produce, hook = poller(settings, store, ledger, tail, health), None
-
-    def on_settled(ref: ObjectRef) -> None:
-        in_progress.pop(ref.key, None)
-        if hook is not None:
-            hook(ref)
-
-    async def tracked(emit: Emit) -> None:
-        async def track(ref: ObjectRef) -> None:
-            in_progress[ref.key] = ref
-            await emit(ref)
-
-        await produce(track)
-
-    async def pinger() -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                await cluster.ping(os_client)
-                health.ok("opensearch")
-            await asyncio.sleep(min(15.0, tail.unhealthy_after / 3))
-
-    ping_task = asyncio.create_task(pinger())
-    stack.callback(ping_task.cancel)
-    if tail.metrics_port is not None:
-
-        def oldest() -> Any:
-            stamps = [r.last_modified for r in in_progress.values() if r.last_modified]
-            return min(stamps) if stamps else None
-
-        server = metrics.MetricsServer(
-            metrics.RunCollector(stats, oldest), health.problems, tail.metrics_port
-        )
-        await server.start()
-        stack.push_async_callback(server.stop)
-        _log.info("metrics_listening", port=server.port, paths=["/metrics", "/healthz"])
-    return tracked, on_settled
-
-
-async def _restore(mode: cluster.BackfillMode) -> None:
-    """Restore index settings even while the run is being cancelled; log, never mask, failures."""
-    try:
-        await asyncio.shield(mode.restore())
-    except Exception as exc:  # the run's own outcome matters more
-        _log.error(
-            "backfill_mode_restore_failed",
-            indices=mode.touched,
-            error=str(exc),
-            hint="set refresh_interval and number_of_replicas back by hand, or rerun",
-        )

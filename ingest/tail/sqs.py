@@ -1,34 +1,12 @@
-"""``ct-ingest tail``: keep the index minutes behind CloudTrail.
-
-Two producers for the same pipeline as the backfill (``ingest.pipeline``):
-
-- **polling**: per account/region prefix, resume from the newest settled key in the ledger (so
-  a tail started after a backfill with the same state picks up where it ended), rewind a window
-  (CloudTrail files arrive out of key order and up to ~15 minutes late), and list each day from
-  there to today with ``StartAfter``; the ledger makes the overlap free. Accounts and regions
-  are discovered again every ``rediscover_seconds``.
-  A prefix with nothing settled yet starts at ``TailConfig.since`` (``--since``; by default a
-  day before start-up), never earlier; where the ledger has a watermark, the watermark wins.
-- **SQS**: S3 event notifications (direct, SNS-wrapped, EventBridge, or CloudTrail's own SNS
-  delivery notice) name the objects; a message is deleted only once every object it names is
-  settled, its visibility is extended while they are processed, and a message that cannot be
-  understood is left for the queue's redrive policy. Several processes can share one queue.
-  Every SQS call and every HEAD goes through the source's retry policy. A notified object that
-  is gone or unreadable (a terminal error on HEAD) goes to the fetch stage like any other, which
-  dead-letters it and settles it as failed, so its message is deleted; an object S3 does not
-  answer for within the retry deadline leaves its message on the queue, to come back later.
-"""
+"""SQS: S3 event notifications (direct, SNS-wrapped, EventBridge, or CloudTrail's own SNS
+delivery notice) name the objects; a message is deleted only once every object it names is
+settled."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-import sys
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
@@ -38,230 +16,17 @@ import structlog
 from botocore.exceptions import ClientError
 
 from ingest.config import S3Location, Settings
-from ingest.errors import ConfigError, IngestError, SourceError, SourceUnavailable
+from ingest.errors import IngestError, SourceError, SourceUnavailable
 from ingest.layout import parse_log_key
-from ingest.listing import Emit, RegionPrefix, list_day, list_region_prefixes
+from ingest.listing import Emit
 from ingest.retry import call_with_retry
-from ingest.source import ObjectRef, ObjectStore
+from ingest.source import ObjectRef
 from ingest.source import _translate as translate_source_error
+from ingest.tail.config import Health, TailConfig, announce
 
-__all__ = [
-    "Health",
-    "TailConfig",
-    "parse_notification",
-    "parse_since",
-    "poller",
-    "sqs_consumer",
-]
+__all__ = ["parse_notification", "sqs_consumer"]
 
 _log = structlog.get_logger("ingest.tail")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TailConfig:
-    poll_interval: float = 60.0
-    rewind: timedelta = timedelta(minutes=20)
-    rediscover_seconds: float = 600.0
-    sqs_queue_url: str | None = None
-    sqs_endpoint_url: str | None = None
-    sqs_wait_seconds: int = 20
-    sqs_visibility: int = 300
-    metrics_port: int | None = None
-    unhealthy_after: float = 120.0
-    since: datetime | None = None  # where prefixes with nothing settled start; None: a day ago
-
-
-_DEFAULT_SINCE = timedelta(days=1)
-_RELATIVE = re.compile(r"^(\d+)([dh])$")
-
-
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """``--since`` of ``tail``: ``YYYY-MM-DD`` (midnight UTC), an ISO timestamp (UTC unless it
-    says otherwise), or ``Nd`` / ``Nh`` (N days / hours before now). Never in the future."""
-    now = now or datetime.now(UTC)
-    text = text.strip()
-    m = _RELATIVE.match(text)
-    if m:
-        n = int(m[1])
-        since = now - (timedelta(days=n) if m[2] == "d" else timedelta(hours=n))
-    else:
-        try:
-            since = datetime.fromisoformat(text)
-        except ValueError:
-            raise ConfigError(
-                f"--since {text!r}: expected YYYY-MM-DD, an ISO timestamp "
-                "(e.g. 2026-11-27T10:40Z) or Nd / Nh (e.g. 30d, 6h)"
-            ) from None
-        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
-    if since > now:
-        raise ConfigError(f"--since {text!r}: {_stamp(since)} is in the future")
-    return since
-
-
-def _stamp(when: datetime) -> str:
-    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
-
-
-def _announce(line: str, **fields: Any) -> None:
-    """A start-up line for the person at the terminal, and the same as a structured event."""
-    print(f"ct-ingest tail: {line}", file=sys.stderr, flush=True)
-    _log.info("tail_start", **fields)
-
-
-@dataclass
-class Health:
-    """When S3 and OpenSearch last answered; /healthz fails when either is too long ago."""
-
-    threshold: float
-    last_ok: dict[str, float] = field(default_factory=dict)
-    clock: Callable[[], float] = time.monotonic
-
-    def ok(self, what: str) -> None:
-        self.last_ok[what] = self.clock()
-
-    def problems(self) -> list[str]:
-        now = self.clock()
-        return [
-            f"{what} unreachable for {now - self.last_ok.get(what, float('-inf')):.0f} s"
-            for what in ("s3", "opensearch")
-            if now - self.last_ok.get(what, now) > self.threshold
-        ]
-
-
-def _stamp_key(day_prefix: str, name_prefix: str, when: datetime) -> str:
-    return f"{day_prefix}{name_prefix}{when:%Y%m%dT%H%MZ}"
-
-
-def _days(since: datetime, until: datetime) -> list[datetime]:
-    day = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    out = []
-    while day.date() <= until.date():
-        out.append(day)
-        day += timedelta(days=1)
-    return out
-
-
-async def poll_region(
-    store: ObjectStore,
-    region: RegionPrefix,
-    newest: str | None,
-    config: TailConfig,
-    emit: Emit,
-    settings: Settings,
-    now: datetime,
-    fresh_since: datetime | None = None,
-) -> None:
-    """List one account/region from the rewound watermark to today; with nothing settled under
-    the prefix yet, from ``fresh_since`` (default: a day before ``now``)."""
-    kind = "CloudTrail-Insight" if "/CloudTrail-Insight/" in region.prefix else "CloudTrail"
-    name_prefix = f"{region.account}_{kind}_{region.region}_"
-    parsed = parse_log_key(newest) if newest else None
-    if parsed is not None:
-        stamp = parsed.key.rsplit("_", 2)[-2]
-        try:
-            mark = datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
-        except ValueError:
-            mark = datetime(parsed.day.year, parsed.day.month, parsed.day.day, tzinfo=UTC)
-        since = mark - config.rewind  # the ledger's watermark wins over --since
-    else:
-        since = fresh_since if fresh_since is not None else now - _DEFAULT_SINCE
-    for day in _days(since, now):
-        day_prefix = f"{region.prefix}{day:%Y/%m/%d}/"
-        start_after = (
-            _stamp_key(day_prefix, name_prefix, since) if day.date() == since.date() else None
-        )
-        await list_day(
-            store, day_prefix, emit, start_after=start_after, retry=settings.source.retry
-        )
-
-
-async def _poll_all(
-    store: ObjectStore,
-    regions: list[RegionPrefix],
-    ledger: Any,
-    config: TailConfig,
-    emit: Emit,
-    settings: Settings,
-    now: datetime,
-    since: datetime,
-    listed: dict[str, datetime],
-) -> None:
-    """Poll every region; ``listed`` remembers, per prefix, when it was last listed in full, so
-    that a prefix with nothing settled (nothing written since ``since``) is not listed from
-    ``since`` again on every poll."""
-    gate = asyncio.Semaphore(settings.source.concurrency)
-
-    async def one(r: RegionPrefix) -> None:
-        async with gate:
-            newest = ledger.newest_settled(store.name, r.prefix)
-            fresh_since = since
-            if r.prefix in listed:
-                fresh_since = max(since, listed[r.prefix] - config.rewind)
-            await poll_region(store, r, newest, config, emit, settings, now, fresh_since)
-            listed[r.prefix] = now
-
-    async with asyncio.TaskGroup() as tg:
-        for r in regions:
-            tg.create_task(one(r))
-
-
-def poller(
-    settings: Settings,
-    store: ObjectStore,
-    ledger: Any,
-    config: TailConfig,
-    health: Health,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Callable[[Emit], Any]:
-    """The polling producer: runs until cancelled (a stop request cancels it)."""
-
-    async def produce(emit: Emit) -> None:
-        loc = settings.source.location
-        prefix = loc.prefix if isinstance(loc, S3Location) else ""
-        since = config.since if config.since is not None else clock() - _DEFAULT_SINCE
-        resumes = ledger.newest_settled(store.name, prefix) is not None
-        rewind = f"{config.rewind.total_seconds() / 60:g} min"
-        _announce(
-            f"reading objects from {_stamp(since)}"
-            + (
-                f" (where the ledger has settled files: from {rewind} before the newest)"
-                if resumes
-                else ""
-            )
-            + "; older ones: run backfill or pass --since",
-            mode="poll",
-            since=since.isoformat(),
-            rewind_minutes=config.rewind.total_seconds() / 60,
-            resumes_from_ledger=resumes,
-        )
-        regions: list[RegionPrefix] = []
-        listed: dict[str, datetime] = {}
-        discovered = float("-inf")
-        while True:
-            started = time.monotonic()
-            try:
-                if started - discovered > config.rediscover_seconds:
-                    regions = await list_region_prefixes(
-                        store,
-                        prefix,
-                        settings.filters,
-                        concurrency=settings.source.concurrency,
-                        retry=settings.source.retry,
-                    )
-                    discovered = started
-                    _log.info("tail_discovered", regions=len(regions))
-                await _poll_all(
-                    store, regions, ledger, config, emit, settings, clock(), since, listed
-                )
-                health.ok("s3")
-            except* Exception as group:  # a failed poll is logged and retried next interval
-                _log.error("tail_poll_failed", error=str(group.exceptions[0])[:300])
-            await asyncio.sleep(max(0.0, config.poll_interval - (time.monotonic() - started)))
-
-    return produce
-
-
-# -- SQS ------------------------------------------------------------------------------------
 
 
 def parse_notification(body: str, bucket: str) -> list[str] | None:
@@ -392,7 +157,7 @@ def sqs_consumer(
 
         session = AioSession(profile=settings.source.profile)
         url = config.sqs_queue_url
-        _announce(
+        announce(
             f"reading the objects that notifications on {url} name (those already queued "
             "too); objects written before: run backfill",
             mode="sqs",

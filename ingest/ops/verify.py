@@ -24,15 +24,15 @@ from ingest.checkpoint import Ledger, Status
 from ingest.config import S3Location, Settings
 from ingest.deadletter import DeadLetter, read_entries
 from ingest.decode import expected_documents
+from ingest.engine import in_shard
 from ingest.errors import SourceError
 from ingest.listing import list_log_objects
-from ingest.pipeline import in_shard
 from ingest.retry import call_with_retry
 from ingest.source import ObjectRef, ObjectStore
 
 __all__ = ["ObjectProblem", "VerifyReport", "verify"]
 
-_log = structlog.get_logger("ingest.verify")
+_log = structlog.get_logger("ingest.ops.verify")
 _BATCH = 500
 
 

@@ -1,0 +1,83 @@
+"""Plugging a tail into a run: its producer, the health pinger and the metrics server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+
+from ingest import cluster, metrics
+from ingest.checkpoint import Ledger
+from ingest.config import Settings
+from ingest.engine import Produce, RunStats
+from ingest.listing import Emit
+from ingest.source import ObjectRef, ObjectStore
+from ingest.tail.config import Health, TailConfig
+from ingest.tail.polling import poller
+from ingest.tail.sqs import sqs_consumer
+
+__all__ = ["open_tail"]
+
+_log = structlog.get_logger("ingest.tail")
+
+
+async def open_tail(
+    stack: AsyncExitStack,
+    settings: Settings,
+    tail: TailConfig,
+    store: ObjectStore,
+    ledger: Ledger,
+    os_client: Any,
+    stats: RunStats,
+) -> tuple[Produce, Callable[[ObjectRef], None] | None]:
+    """The tail's producer (polling or SQS) wrapped to track what is in flight, its health
+    pinger and its metrics server, opened on ``stack``; returns the producer and the hook to
+    call on every settled object."""
+
+    health = Health(threshold=tail.unhealthy_after)
+    health.ok("s3")
+    health.ok("opensearch")
+    in_progress: dict[str, ObjectRef] = {}
+    if tail.sqs_queue_url:
+        produce, hook = sqs_consumer(settings, store, tail, health)
+    else:
+        produce, hook = poller(settings, store, ledger, tail, health), None
+
+    def on_settled(ref: ObjectRef) -> None:
+        in_progress.pop(ref.key, None)
+        if hook is not None:
+            hook(ref)
+
+    async def tracked(emit: Emit) -> None:
+        async def track(ref: ObjectRef) -> None:
+            in_progress[ref.key] = ref
+            await emit(ref)
+
+        await produce(track)
+
+    async def pinger() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await cluster.ping(os_client)
+                health.ok("opensearch")
+            await asyncio.sleep(min(15.0, tail.unhealthy_after / 3))
+
+    ping_task = asyncio.create_task(pinger())
+    stack.callback(ping_task.cancel)
+    if tail.metrics_port is not None:
+
+        def oldest() -> Any:
+            stamps = [r.last_modified for r in in_progress.values() if r.last_modified]
+            return min(stamps) if stamps else None
+
+        server = metrics.MetricsServer(
+            metrics.RunCollector(stats, oldest), health.problems, tail.metrics_port
+        )
+        await server.start()
+        stack.push_async_callback(server.stop)
+        _log.info("metrics_listening", port=server.port, paths=["/metrics", "/healthz"])
+    return tracked, on_settled
