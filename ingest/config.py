@@ -1,12 +1,17 @@
 """All settings in one place: frozen value objects built once at the edge (the CLI) and passed down.
 
 Precedence is command line > environment (``CT_INGEST_<OPTION>``, read by the CLI layer) >
-config file (``ingest.configfile``) > defaults here. Nothing below the CLI reads
-``os.environ``: the CLI hands the environment to :func:`from_environment`, which keeps the few
-standard variables other tools honour (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``,
-``AWS_ENDPOINT_URL_SQS``, ``XDG_STATE_HOME``), and to ``configfile.resolve_path``
-(``XDG_CONFIG_HOME``). The demo, which plays a user at a shell, sets the environment for the
-servers it starts.
+config file (``ingest.configfile``) > defaults here (the ``DEFAULT_*`` constants, which the
+dataclasses and the CLI's options share). :func:`build_settings` and :func:`build_sink` turn a
+command's parsed options (a mapping keyed by option name, ``index_prefix`` for
+``--index-prefix``) into these objects, for every command alike.
+
+Nothing below the CLI reads ``os.environ``: the CLI hands the environment to the builders, to
+:func:`from_environment`, which keeps the few standard variables other tools honour
+(``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS``, ``XDG_STATE_HOME``),
+to :func:`read_password` (``CT_INGEST_PASSWORD``) and to ``configfile.resolve_path``
+(``XDG_CONFIG_HOME``). The demo builds its settings directly, with its servers' endpoint and
+fake credentials in them.
 """
 
 from __future__ import annotations
@@ -17,12 +22,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ingest.errors import ConfigError
 from ingest.retry import RetryPolicy
 
 __all__ = [
+    "DEFAULT_ALIAS",
+    "DEFAULT_BULK_BYTES",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_DRAIN_SECONDS",
+    "DEFAULT_INDEX_PREFIX",
+    "DEFAULT_INFLIGHT_BYTES",
+    "DEFAULT_LOG_FORMAT",
+    "DEFAULT_MAX_BULK_BYTES",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_RETRY_DEADLINE",
+    "DEFAULT_TARGET_SECONDS",
+    "DEFAULT_TIMEOUT",
     "Environment",
     "Filters",
     "IndexConfig",
@@ -32,12 +50,33 @@ __all__ = [
     "Settings",
     "SinkConfig",
     "SourceConfig",
+    "build_settings",
+    "build_sink",
+    "default_deadletter_path",
+    "default_ledger_path",
     "default_state_dir",
+    "from_environment",
     "parse_day",
     "parse_location",
+    "parse_shard",
+    "read_password",
 ]
 
 MiB = 1024 * 1024
+
+# The defaults, here once: the dataclasses below, the builders and the CLI's options use them.
+DEFAULT_INDEX_PREFIX = "cloudtrail-"  # monthly indices cloudtrail-YYYY.MM
+DEFAULT_ALIAS = "cloudtrail"  # the alias over all of them, which readers query
+DEFAULT_CONCURRENCY = 32  # parallel S3 requests
+DEFAULT_BULK_BYTES = 5 * MiB
+DEFAULT_MAX_BULK_BYTES = 9 * MiB
+DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_TARGET_SECONDS = 10.0
+DEFAULT_TIMEOUT = 50.0
+DEFAULT_RETRY_DEADLINE = 300.0
+DEFAULT_DRAIN_SECONDS = 30.0
+DEFAULT_INFLIGHT_BYTES = 384 * MiB
+DEFAULT_LOG_FORMAT = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +160,11 @@ class SourceConfig:
     profile: str | None = None
     endpoint_url: str | None = None
     region: str | None = None
-    concurrency: int = 32
+    concurrency: int = DEFAULT_CONCURRENCY
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # (access key id, secret key) instead of the AWS credential chain, e.g. a local S3 server's
+    # fake keys; never printed, never logged.
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -134,13 +176,14 @@ class SinkConfig:
     """Where documents go and how bulk requests are shaped."""
 
     url: str
-    index_prefix: str = "cloudtrail-"
-    alias: str = "cloudtrail"
-    bulk_bytes: int = 5 * MiB
-    max_bulk_bytes: int = 9 * MiB
-    max_in_flight: int = 4
-    target_seconds: float = 10.0  # the adaptive controller aims bulk requests at this duration
-    timeout: float = 50.0
+    index_prefix: str = DEFAULT_INDEX_PREFIX
+    alias: str = DEFAULT_ALIAS
+    bulk_bytes: int = DEFAULT_BULK_BYTES
+    max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    # the adaptive controller aims bulk requests at this duration
+    target_seconds: float = DEFAULT_TARGET_SECONDS
+    timeout: float = DEFAULT_TIMEOUT
     verify_certs: bool = True
     ca_certs: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -219,13 +262,14 @@ class Settings:
     state_path: Path
     deadletter_path: Path
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    log_format: str = "auto"
+    log_format: str = DEFAULT_LOG_FORMAT
     index: IndexConfig = field(default_factory=IndexConfig)
     backfill_mode: bool = True  # refresh off and no replicas while loading, restored after
     retry_failed: bool = False  # fetch objects that failed as a whole in an earlier run again
-    drain_seconds: float = 30.0  # on SIGINT/SIGTERM, how long to finish what is in flight
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS  # on SIGINT/SIGTERM, time to finish in flight
     shard: tuple[int, int] | None = None  # (I, N): this process takes shard I of N
-    inflight_bytes: int = 384 * MiB  # bound on the estimated bytes of objects being processed
+    # bound on the estimated bytes of objects being processed
+    inflight_bytes: int = DEFAULT_INFLIGHT_BYTES
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -265,3 +309,169 @@ def default_state_dir(environment: Environment) -> Path:
     """``$XDG_STATE_HOME/ct-ingest`` or ``~/.local/state/ct-ingest``."""
     base = environment.state_home or Path.home() / ".local" / "state"
     return base / "ct-ingest"
+
+
+def default_ledger_path(env: Mapping[str, str]) -> Path:
+    """The checkpoint ledger when ``--state`` is not given."""
+    return default_state_dir(from_environment(env)) / "ledger.sqlite"
+
+
+def default_deadletter_path(env: Mapping[str, str]) -> Path:
+    """The dead-letter file of the state directory (``deadletter`` commands without ``--file``)."""
+    return default_state_dir(from_environment(env)) / "deadletter.jsonl"
+
+
+def read_password(
+    user: str | None, password_file: Path | None, env: Mapping[str, str]
+) -> str | None:
+    """The basic-auth password: ``CT_INGEST_PASSWORD`` in ``env`` or the first line of
+    ``--password-file`` (never a command-line argument, where it would show in process lists
+    and shell history). None without a user."""
+    if not user:
+        return None
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise ConfigError(f"--password-file {password_file}: cannot read a password") from exc
+    return env.get("CT_INGEST_PASSWORD") or None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` → (I, N)."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    return index, count
+
+
+T = TypeVar("T")
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+
+
+def _get(options: Mapping[str, Any], key: str, kind: type[T], default: T) -> T:
+    """``options[key]`` if present and not None, else ``default``; a value of another kind is a
+    :class:`ConfigError` that names the option (an int passes for a float)."""
+    value = options.get(key)
+    if value is None:
+        return default
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _bad(key, value, _KINDS.get(kind, kind.__name__))
+    return value
+
+
+def _bad(key: str, value: object, expected: str) -> ConfigError:
+    return ConfigError(f"--{key.replace('_', '-')} {value!r}: expected {expected}")
+
+
+def _text(options: Mapping[str, Any], key: str) -> str | None:
+    return _get(options, key, str, "") or None
+
+
+def _path(options: Mapping[str, Any], key: str) -> Path | None:
+    value = options.get(key)
+    if value is not None and not isinstance(value, (str, Path)):
+        raise _bad(key, value, "a path")
+    return None if value is None else Path(value)
+
+
+def _strings(options: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = options.get(key) or ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(v, str) for v in items):
+        raise _bad(key, value, "text or a list of text")
+    return items
+
+
+def _mib(options: Mapping[str, Any], key: str, default_bytes: int) -> int:
+    return int(_get(options, key, float, default_bytes / MiB) * MiB)
+
+
+def _required(options: Mapping[str, Any], key: str, what: str) -> str:
+    value = _text(options, key)
+    if value is None:
+        raise ConfigError(f"{what} is required")
+    return value
+
+
+def _retry(options: Mapping[str, Any]) -> RetryPolicy:
+    deadline = _get(options, "retry_deadline", float, DEFAULT_RETRY_DEADLINE)
+    if deadline <= 0:
+        raise ConfigError(f"--retry-deadline must be positive, got {deadline}")
+    return RetryPolicy.within(deadline)
+
+
+def build_sink(options: Mapping[str, Any], env: Mapping[str, str]) -> SinkConfig:
+    """The OpenSearch side from a command's parsed options: ``opensearch`` (required),
+    ``index_prefix``, ``alias``, ``bulk_mib``, ``max_bulk_mib``, ``max_in_flight``,
+    ``bulk_target_seconds``, ``timeout``, ``retry_deadline``, ``insecure``, ``ca_certs``,
+    ``user`` with ``password_file`` (else ``CT_INGEST_PASSWORD`` in ``env``), ``aws_auth``,
+    ``aws_region``, ``profile``, ``gzip``. A missing (or None) option takes the default; other
+    keys are ignored (a command's own options). Raises :class:`ConfigError` for bad values."""
+    user = _text(options, "user")
+    ca_certs = _path(options, "ca_certs")
+    return SinkConfig(
+        url=_required(options, "opensearch", "--opensearch URL"),
+        index_prefix=_get(options, "index_prefix", str, DEFAULT_INDEX_PREFIX),
+        alias=_get(options, "alias", str, DEFAULT_ALIAS),
+        bulk_bytes=_mib(options, "bulk_mib", DEFAULT_BULK_BYTES),
+        max_bulk_bytes=_mib(options, "max_bulk_mib", DEFAULT_MAX_BULK_BYTES),
+        max_in_flight=_get(options, "max_in_flight", int, DEFAULT_MAX_IN_FLIGHT),
+        target_seconds=_get(options, "bulk_target_seconds", float, DEFAULT_TARGET_SECONDS),
+        timeout=_get(options, "timeout", float, DEFAULT_TIMEOUT),
+        verify_certs=not _get(options, "insecure", bool, False),
+        ca_certs=str(ca_certs) if ca_certs else None,
+        retry=_retry(options),
+        username=user,
+        password=read_password(user, _path(options, "password_file"), env),
+        aws_auth=_text(options, "aws_auth"),
+        aws_region=_text(options, "aws_region"),
+        aws_profile=_text(options, "profile"),  # an empty AWS_PROFILE means none
+        compress=_get(options, "gzip", bool, False),
+    )
+
+
+def build_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    """A run's settings from a command's parsed options: ``source`` (required), the options of
+    :func:`build_sink`, and ``state``, ``deadletter``, ``since``, ``until``, ``account``,
+    ``region``, ``include_insight``, ``exclude``, ``concurrency``, ``workers``, ``log_format``,
+    ``backfill_mode``, ``retry_failed``, ``drain_seconds``, ``shard`` (``I/N``),
+    ``inflight_mib``. ``env`` is the process environment (``AWS_ENDPOINT_URL_S3``,
+    ``XDG_STATE_HOME``, ``CT_INGEST_PASSWORD``); nothing here reads ``os.environ``."""
+    environment = from_environment(env)
+    retry = _retry(options)
+    location = parse_location(_required(options, "source", "a source (s3://BUCKET or a directory)"))
+    state = _path(options, "state") or default_state_dir(environment) / "ledger.sqlite"
+    since, until, shard = (_text(options, k) for k in ("since", "until", "shard"))
+    cpus = os.cpu_count() or 1
+    return Settings(
+        source=SourceConfig(
+            location=location,
+            profile=_text(options, "profile"),
+            endpoint_url=environment.s3_endpoint_url,
+            region=_text(options, "aws_region"),
+            concurrency=_get(options, "concurrency", int, DEFAULT_CONCURRENCY),
+            retry=retry,
+        ),
+        sink=build_sink(options, env),
+        filters=Filters(
+            since=parse_day(since) if since else None,
+            until=parse_day(until) if until else None,
+            accounts=frozenset(_strings(options, "account")),
+            regions=frozenset(_strings(options, "region")),
+            include_insight=_get(options, "include_insight", bool, False),
+            exclude=_strings(options, "exclude"),
+        ),
+        state_path=state,
+        deadletter_path=_path(options, "deadletter") or state.parent / "deadletter.jsonl",
+        workers=_get(options, "workers", int, cpus),
+        log_format=_get(options, "log_format", str, DEFAULT_LOG_FORMAT),
+        backfill_mode=_get(options, "backfill_mode", bool, True),
+        retry_failed=_get(options, "retry_failed", bool, False),
+        drain_seconds=_get(options, "drain_seconds", float, DEFAULT_DRAIN_SECONDS),
+        shard=parse_shard(shard) if shard else None,
+        inflight_bytes=_mib(options, "inflight_mib", DEFAULT_INFLIGHT_BYTES),
+    )

@@ -4,28 +4,33 @@ It opens the edges (the ledger, the dead-letter, the S3 store, the OpenSearch cl
 the cluster and its templates, keeps the run's row in the ledger, turns the first SIGINT or
 SIGTERM into a graceful drain and the second into a stop, switches the indices a backfill
 writes into backfill mode and restores them however the run ends, and for ``tail`` adds its
-producer, health pinger and metrics server (:func:`ingest.tail.open_tail`). The CLI and the demo
-both come through :func:`run_backfill` and :func:`run_tail`.
+producer, health pinger and metrics server (:func:`ingest.tail.open_tail`), whose settings
+:func:`build_tail` makes from the tail command's options. The CLI and the demo both come
+through :func:`run_backfill` and :func:`run_tail`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
 
 import structlog
 
 from ingest import cluster, source, telemetry
 from ingest.checkpoint import Ledger
-from ingest.config import Settings
+from ingest.config import Settings, from_environment
 from ingest.deadletter import DeadLetter
 from ingest.engine import RunStats, run_pipeline
+from ingest.errors import ConfigError
 from ingest.retry import call_with_retry
 from ingest.sink import OpenSearchBulkClient
-from ingest.tail import TailConfig, open_tail
+from ingest.tail import TailConfig, open_tail, parse_since
 
-__all__ = ["run_backfill", "run_tail"]
+__all__ = ["build_tail", "run_backfill", "run_tail"]
 
 _log = structlog.get_logger("ingest.runner")
 
@@ -41,6 +46,45 @@ async def run_backfill(
 async def run_tail(settings: Settings, tail: TailConfig) -> RunStats:
     """Keep the index current (polling or SQS, by ``tail``) until a signal stops the run."""
     return await _run(settings, console=False, ensure_template=True, tail=tail)
+
+
+def build_tail(options: Mapping[str, Any], env: Mapping[str, str]) -> TailConfig:
+    """``tail``'s own settings from its parsed options (``source``, ``since``,
+    ``poll_interval``, ``rewind_minutes``, ``rediscover_minutes``, ``sqs_queue_url``,
+    ``sqs_wait_seconds``, ``sqs_visibility``, ``metrics_port``, ``unhealthy_after``; missing
+    ones take :class:`TailConfig`'s defaults) and the SQS endpoint of ``env``. Its ``since`` is
+    where reading starts (a timestamp), not the backfill's day filter: build the run's
+    :class:`Settings` without it."""
+    default = TailConfig()
+
+    def get(key: str, fallback: Any = None) -> Any:
+        value = options.get(key)
+        return fallback if value is None else value
+
+    poll_interval = get("poll_interval", default.poll_interval)
+    rewind = get("rewind_minutes", default.rewind / timedelta(minutes=1))
+    since, queue = get("since"), get("sqs_queue_url") or None
+    if queue and not str(get("source", "")).startswith("s3://"):
+        raise ConfigError("--sqs-queue-url needs an s3:// source")
+    if poll_interval <= 0 or rewind < 0:
+        raise ConfigError("--poll-interval must be positive and --rewind-minutes not negative")
+    if since and queue:
+        raise ConfigError(
+            f"--since {since!r} applies to polling; with --sqs-queue-url the queue's "
+            "notifications decide what is read (run backfill for older objects)"
+        )
+    return TailConfig(
+        since=parse_since(since) if since else None,
+        poll_interval=poll_interval,
+        rewind=timedelta(minutes=rewind),
+        rediscover_seconds=get("rediscover_minutes", default.rediscover_seconds / 60) * 60,
+        sqs_queue_url=queue,
+        sqs_endpoint_url=from_environment(env).sqs_endpoint_url,
+        sqs_wait_seconds=get("sqs_wait_seconds", default.sqs_wait_seconds),
+        sqs_visibility=get("sqs_visibility", default.sqs_visibility),
+        metrics_port=get("metrics_port"),
+        unhealthy_after=get("unhealthy_after", default.unhealthy_after),
+    )
 
 
 async def _run(
