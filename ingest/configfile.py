@@ -18,18 +18,21 @@ Top-level keys apply to every command that has the option; a ``[command]`` (or
 ``[group.command]``) table to that command only. Precedence: command line > environment
 (``CT_INGEST_*``) > file > built-in default, which is click's own order for ``default_map``.
 Unknown keys and values of the wrong type are errors that name the key.
+
+:func:`effective_options` answers ``ct-ingest config show``: every option of a command with its
+effective value and where it came from.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ingest.errors import ConfigError
 
-__all__ = ["default_config_path", "load_default_map"]
+__all__ = ["default_config_path", "effective_options", "load_default_map", "resolve_path"]
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -120,3 +123,49 @@ def resolve_path(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
         return explicit
     candidate = default_config_path(env)
     return candidate if candidate.is_file() else None
+
+
+_SECRET_HINTS = ("password", "webhook", "token", "secret")
+
+
+def effective_options(
+    root: Any, command: str, args: Sequence[str], env: Mapping[str, str]
+) -> list[tuple[str, Any, str]]:
+    """(option, value, where from) for every option of ``command`` (``report.clickops`` for one
+    of a group), as if run with ``args``: from the command line, the environment (``env {VAR}``),
+    the config file (``config {PATH}``) or the default; secrets masked, and the password of
+    ``CT_INGEST_PASSWORD`` in ``env`` last. ``root`` is the root click context, whose
+    ``default_map`` holds the file's values and ``meta["config_path"]`` its path."""
+    *groups, name = command.split(".")
+    cmd: Any = root.command
+    for part in command.split("."):
+        cmd = cmd.get_command(root, part) if hasattr(cmd, "get_command") else None
+        if cmd is None:
+            raise ConfigError(f"no command {command!r}")
+    default_map = root.default_map or {}
+    for part in groups:
+        default_map = default_map.get(part, {})
+    sub = cmd.make_context(
+        name, list(args), parent=root, resilient_parsing=True, default_map=default_map.get(name)
+    )
+    path = root.meta.get("config_path")
+    rows = []
+    for param in cmd.params:
+        if not getattr(param, "opts", None) or param.name in ("help",):
+            continue
+        source = getattr(sub.get_parameter_source(param.name), "name", "DEFAULT")
+        where = "default"
+        if source == "COMMANDLINE":
+            where = "command line"
+        elif source == "ENVIRONMENT":
+            where = f"env {param.envvar}" if isinstance(param.envvar, str) else "env"
+        elif source == "DEFAULT_MAP":
+            where = f"config {path}"
+        value = sub.params.get(param.name)
+        if value is not None and any(h in param.name for h in _SECRET_HINTS):
+            value = "*****"
+        rows.append((param.opts[0], value, where))
+    password = env.get("CT_INGEST_PASSWORD")
+    where = "env CT_INGEST_PASSWORD" if password else "unset"
+    rows.append(("(password)", "*****" if password else None, where))
+    return rows

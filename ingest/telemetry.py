@@ -1,4 +1,5 @@
-"""What a person sees: structlog lines (JSON off a terminal), a progress bar on one, the summary."""
+"""What a person sees: structlog lines (JSON off a terminal), a progress bar on one, the summary
+line, and a run's verdict with what to do about it (:func:`report_run`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from enum import StrEnum
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -15,7 +18,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ingest.engine import RunStats
 
-__all__ = ["configure_logging", "progress", "summary_line", "use_console"]
+_log = structlog.get_logger("ingest.telemetry")
+
+__all__ = [
+    "Verdict",
+    "configure_logging",
+    "progress",
+    "report_run",
+    "summary_line",
+    "use_console",
+    "verdict",
+]
 
 
 class _Stderr:
@@ -146,3 +159,70 @@ def summary_line(stats: RunStats, *, status: str) -> str:
         + (f", {s.enrich_failed:,} indexed with enrichment errors" if s.enrich_failed else "")
         + f" | {s.bytes_fetched / 1e6:,.1f} MB in {s.elapsed:,.1f} s, {rate:,.0f} events/s"
     )
+
+
+class Verdict(StrEnum):
+    """How a run ended, in the words of its summary line."""
+
+    DONE = "done"  # every record indexed or skipped by rule
+    DEADLETTERS = "finished with dead-letters"  # something is in the dead-letter, now or before
+    STOPPED = "stopped"  # a signal ended it early; what was in flight is settled
+
+
+def _failed(stats: RunStats) -> bool:
+    return bool(stats.deadlettered or stats.objects_failed or stats.objects_failed_earlier)
+
+
+def verdict(stats: RunStats) -> Verdict:
+    """The run's verdict: stopped wins, then dead-letters (of this run or earlier ones)."""
+    if stats.stopped:
+        return Verdict.STOPPED
+    return Verdict.DEADLETTERS if _failed(stats) else Verdict.DONE
+
+
+def report_run(stats: RunStats, *, deadletter: Path, tail: bool = False) -> Verdict:
+    """Close a run: the summary line on stdout, the ``run_done`` event, and on stderr where the
+    dead-letter is and what to do next. A tail ends by being stopped, so it is not told to
+    resume. Returns the verdict, which the caller maps to an exit code."""
+    status = verdict(stats)
+    failed = _failed(stats)
+    print(summary_line(stats, status=status), flush=True)
+    _log.info(
+        "run_done",
+        status=str(status),
+        records_seen=stats.records_seen,
+        indexed=stats.indexed,
+        deadlettered=stats.deadlettered,
+        skipped=stats.skipped,
+        objects_done=stats.objects_done,
+        objects_failed=stats.objects_failed,
+        objects_already_done=stats.objects_already_done,
+        objects_failed_earlier=stats.objects_failed_earlier,
+        objects_other_shard=stats.objects_other_shard,
+        already_indexed=stats.already_indexed,
+        enrich_failed=stats.enrich_failed,
+        bytes_fetched=stats.bytes_fetched,
+        bulk_requests=stats.sink.requests if stats.sink else 0,
+        bulk_pushbacks=stats.sink.pushbacks if stats.sink else 0,
+        bulk_latency_max=round(stats.sink.latency_max, 3) if stats.sink else 0,
+        keys_skipped=stats.listing.skipped_keys,
+        prefixes_skipped=stats.listing.skipped_prefixes,
+        seconds=round(stats.elapsed, 2),
+        deadletter=str(deadletter) if failed else None,
+    )
+    notes = []
+    if failed:
+        notes.append(f"dead-letter entries are in {deadletter}")
+    if stats.objects_failed_earlier:
+        notes.append(
+            f"{stats.objects_failed_earlier:,} objects failed in earlier runs and were not "
+            "retried: see `ct-ingest deadletter summary`; rerun with `--retry-failed`"
+        )
+    if status is Verdict.STOPPED and not tail:
+        notes.append(
+            "stopped before the end; what was in flight is settled. "
+            "Run the same command again to resume."
+        )
+    for note in notes:
+        print(f"ct-ingest: {note}", file=sys.stderr, flush=True)
+    return status
