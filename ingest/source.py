@@ -136,6 +136,7 @@ class S3Store:
             read_timeout=60,
             tcp_keepalive=True,
         )
+        key_id, secret = config.credentials or (None, None)  # None: the AWS credential chain
         stack = AsyncExitStack()
         try:
             client = await stack.enter_async_context(
@@ -144,6 +145,8 @@ class S3Store:
                     endpoint_url=config.endpoint_url,
                     region_name=config.region,
                     config=aio_config,
+                    aws_access_key_id=key_id,
+                    aws_secret_access_key=secret,
                 )
             )
         except BotoCoreError as exc:
