@@ -1,11 +1,22 @@
 """The edge to the OpenSearch cluster for everything but bulk writes: client, templates, ISM,
-and the backfill-mode index settings."""
+and the backfill-mode index settings; and the one boundary of every OpenSearch call.
+
+Every call to OpenSearch in the package, sync or async, bulk writes included, runs inside
+:func:`opensearch_errors`: unreachable, timeouts, 429 and 502/503/504 become
+:class:`~ingest.errors.SinkUnavailable` (transient), any other refusal and anything the boundary
+does not know :class:`~ingest.errors.SinkError` (terminal). The operations here retry their own
+calls under the sink's policy, one deadline per operation; :func:`call` does the same for the
+calls of the operations above (``verify``).
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from functools import partial
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 import structlog
@@ -20,23 +31,27 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from ingest.config import IndexConfig, SinkConfig
-from ingest.errors import ConfigError, SinkError, SinkUnavailable
+from ingest.errors import ConfigError, IngestError, SinkError, SinkUnavailable, boundary
+from ingest.retry import Deadline, RetryPolicy, call_with_retry
 
 __all__ = [
     "BackfillMode",
+    "call",
     "component_names",
     "ensure_template",
     "install_ism_policy",
     "install_template",
     "open_client",
     "open_sync_client",
+    "opensearch_errors",
     "ping",
     "render_components",
     "render_ism_policy",
     "render_template",
     "template_name",
-    "translate_error",
 ]
+
+T = TypeVar("T")
 
 _log = structlog.get_logger("ingest.cluster")
 _COMPONENTS = ("settings", "cloudtrail", "enrichment")
@@ -72,18 +87,26 @@ def _common(config: SinkConfig, *, sync: bool) -> dict[str, Any]:
 
 def open_sync_client(config: SinkConfig) -> OpenSearch:
     """A blocking client with the same auth and TLS settings (for reports and setup steps)."""
-    return OpenSearch(**_common(config, sync=True), max_retries=2, retry_on_timeout=True)
+    with _client_errors():
+        return OpenSearch(**_common(config, sync=True), max_retries=2, retry_on_timeout=True)
 
 
 def open_client(config: SinkConfig) -> AsyncOpenSearch:
     """An async client for ``config.url``; it never retries by itself (our policy does)."""
-    return AsyncOpenSearch(
-        **_common(config, sync=False),
-        connection_class=AsyncHttpConnection,
-        max_retries=0,
-        retry_on_timeout=False,
-        maxsize=max(config.max_in_flight * 2, 4),
-    )
+    with _client_errors():
+        return AsyncOpenSearch(
+            **_common(config, sync=False),
+            connection_class=AsyncHttpConnection,
+            max_retries=0,
+            retry_on_timeout=False,
+            maxsize=max(config.max_in_flight * 2, 4),
+        )
+
+
+def _client_errors() -> AbstractContextManager[None]:
+    """Whatever fails while a client is made (a missing AWS profile, bad TLS files) is a
+    configuration error."""
+    return boundary("cannot create an OpenSearch client", lambda exc, what: None, ConfigError)
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -136,9 +159,9 @@ def render_ism_policy(config: SinkConfig, index: IndexConfig) -> dict[str, Any]:
     return body
 
 
-def translate_error(exc: Exception, what: str) -> Exception:
-    """opensearch-py's errors as ours: unreachable, 429 and 502/503/504 are transient, any
-    other refusal terminal."""
+def _translate(exc: Exception, what: str) -> IngestError | None:
+    """opensearch-py's errors as ours: unreachable, timeouts, 429 and 502/503/504 are
+    transient, any other refusal terminal."""
     if isinstance(exc, OSConnectionError):
         return SinkUnavailable(f"{what}: cannot reach OpenSearch: {exc.info or exc.error}")
     if isinstance(exc, TransportError):
@@ -146,33 +169,70 @@ def translate_error(exc: Exception, what: str) -> Exception:
         if status in (429, 502, 503, 504):
             return SinkUnavailable(f"{what}: HTTP {status}")
         return SinkError(f"{what}: HTTP {status}: {str(exc.info or exc.error)[:300]}")
-    return exc
+    if isinstance(exc, TimeoutError):
+        return SinkUnavailable(f"{what}: timed out")
+    return None
 
 
-async def ping(client: AsyncOpenSearch) -> str:
-    """The cluster's version string; raises SinkUnavailable when it cannot be reached."""
-    try:
-        info = await client.info()
-    except Exception as exc:
-        raise translate_error(exc, "GET /") from exc
+def opensearch_errors(what: str) -> AbstractContextManager[None]:
+    """The boundary of every OpenSearch call (``what`` names it), around an ``await`` or a
+    blocking call alike: errors of the tree pass through, opensearch-py's are translated, any
+    other exception becomes a terminal :class:`~ingest.errors.SinkError`."""
+    return boundary(what, _translate, SinkError)
+
+
+async def call(
+    what: str,
+    fn: Callable[[], Awaitable[T]],
+    retry: RetryPolicy | None = None,
+    *,
+    deadline: Deadline | None = None,
+) -> T:
+    """Await ``fn()`` (one OpenSearch call, or a few that belong together) inside the boundary,
+    retried under ``retry`` until ``deadline`` (default: the policy's from now); one attempt
+    without a policy."""
+
+    async def once() -> T:
+        with opensearch_errors(what):
+            return await fn()
+
+    if retry is None:
+        return await once()
+    return await call_with_retry(retry, once, deadline=deadline)
+
+
+async def ping(client: AsyncOpenSearch, retry: RetryPolicy | None = None) -> str:
+    """The cluster's version string, retried under ``retry`` (one attempt without); raises
+    SinkUnavailable when it cannot be reached."""
+    info = await call("GET /", client.info, retry)
     return str(info.get("version", {}).get("number", "?"))
 
 
 async def install_template(
     client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig | None = None
 ) -> str:
-    """Create or replace the component templates and the index template; returns its name."""
-    index = index or IndexConfig()
-    for name, body in render_components(config, index).items():
-        try:
-            await client.cluster.put_component_template(name=name, body=body)
-        except Exception as exc:
-            raise translate_error(exc, f"PUT _component_template/{name}") from exc
+    """Create or replace the component templates and the index template (retried under the
+    sink's policy, one deadline for all); returns its name."""
+    return await _install_template(client, config, index or IndexConfig(), config.retry.start())
+
+
+async def _install_template(
+    client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig, deadline: Deadline
+) -> str:
+    for component, body in render_components(config, index).items():
+        await call(
+            f"PUT _component_template/{component}",
+            partial(client.cluster.put_component_template, name=component, body=body),
+            config.retry,
+            deadline=deadline,
+        )
     name = template_name(config)
-    try:
-        await client.indices.put_index_template(name=name, body=render_template(config))
-    except Exception as exc:
-        raise translate_error(exc, f"PUT _index_template/{name}") from exc
+    await call(
+        f"PUT _index_template/{name}",
+        lambda: client.indices.put_index_template(name=name, body=render_template(config)),
+        config.retry,
+        deadline=deadline,
+    )
     _log.info(
         "template_installed", name=name, patterns=f"{config.index_prefix}*", alias=config.alias
     )
@@ -182,47 +242,59 @@ async def install_template(
 async def install_ism_policy(
     client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig
 ) -> str:
-    """Install the retention policy; returns a one-line account of what happened."""
+    """Install the retention policy (retried under the sink's policy); returns a one-line
+    account of what happened."""
     if index.retention_days == 0:
         return "retention: none (indices are kept until you delete them)"
     name = f"ct-ingest-{config.alias}-retention"
     path = f"/_plugins/_ism/policies/{name}"
     body = render_ism_policy(config, index)
-    try:
+
+    async def install() -> str | None:
+        """``None`` once installed; the account when the cluster has no ISM plugin."""
         try:
-            current = await client.transport.perform_request("GET", path)
+            try:
+                current = await client.transport.perform_request("GET", path)
+            except TransportError as exc:
+                if exc.status_code != 404:
+                    raise
+                current = None
+            params = {}
+            if isinstance(current, dict) and "_seq_no" in current:
+                params = {
+                    "if_seq_no": current["_seq_no"],
+                    "if_primary_term": current["_primary_term"],
+                }
+            await client.transport.perform_request("PUT", path, body=body, params=params)
         except TransportError as exc:
-            if exc.status_code != 404:
-                raise
-            current = None
-        params = {}
-        if isinstance(current, dict) and "_seq_no" in current:
-            params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
-        await client.transport.perform_request("PUT", path, body=body, params=params)
-    except TransportError as exc:
-        if exc.status_code in (400, 404, 405):
-            return (
-                f"retention: this cluster has no ISM plugin (HTTP {exc.status_code}); "
-                "no retention policy installed"
-            )
-        raise translate_error(exc, f"PUT {path}") from exc
-    except OSConnectionError as exc:
-        raise translate_error(exc, f"PUT {path}") from exc
-    return (
+            if exc.status_code in (400, 404, 405):
+                return (
+                    f"retention: this cluster has no ISM plugin (HTTP {exc.status_code}); "
+                    "no retention policy installed"
+                )
+            raise  # translated by the boundary
+        return None
+
+    missing = await call(f"PUT {path}", install, config.retry)
+    return missing or (
         f"retention: ISM policy {name} deletes indices {index.retention_days} days after creation"
     )
 
 
 async def ensure_template(client: AsyncOpenSearch, config: SinkConfig) -> bool:
-    """Install the templates unless the index template exists; True when installed now."""
+    """Install the templates unless the index template exists (retried under the sink's
+    policy, one deadline for all); True when installed now."""
     name = template_name(config)
-    try:
-        exists = await client.indices.exists_index_template(name=name)
-    except Exception as exc:
-        raise translate_error(exc, f"HEAD _index_template/{name}") from exc
+    deadline = config.retry.start()
+    exists = await call(
+        f"HEAD _index_template/{name}",
+        partial(client.indices.exists_index_template, name=name),
+        config.retry,
+        deadline=deadline,
+    )
     if exists:
         return False
-    await install_template(client, config)
+    await _install_template(client, config, IndexConfig(), deadline)
     return True
 
 
@@ -231,13 +303,14 @@ class BackfillMode:
 
     :meth:`prepare` is called before the first document for an index is sent; :meth:`restore`
     puts back the values the index template gives (refresh interval and replicas), also after
-    an interruption or a failure.
+    an interruption or a failure. Both retry under ``retry`` (the sink's policy).
     """
 
     FAST: ClassVar[dict[str, Any]] = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
 
-    def __init__(self, client: AsyncOpenSearch) -> None:
+    def __init__(self, client: AsyncOpenSearch, retry: RetryPolicy | None = None) -> None:
         self._client = client
+        self._retry = retry
         self.touched: list[str] = []
         self._seen: set[str] = set()
 
@@ -245,6 +318,11 @@ class BackfillMode:
         if index in self._seen:
             return
         self._seen.add(index)
+        await call(f"backfill settings for {index}", partial(self._fast, index), self._retry)
+        self.touched.append(index)
+        _log.debug("backfill_mode_on", index=index)
+
+    async def _fast(self, index: str) -> None:
         try:
             if await self._client.indices.exists(index=index):
                 await self._client.indices.put_settings(index=index, body=self.FAST)
@@ -252,12 +330,8 @@ class BackfillMode:
                 await self._client.indices.create(index=index, body={"settings": self.FAST})
         except TransportError as exc:
             if "resource_already_exists_exception" not in str(exc.error):
-                raise translate_error(exc, f"backfill settings for {index}") from exc
+                raise  # translated by the boundary
             await self._client.indices.put_settings(index=index, body=self.FAST)
-        except Exception as exc:
-            raise translate_error(exc, f"backfill settings for {index}") from exc
-        self.touched.append(index)
-        _log.debug("backfill_mode_on", index=index)
 
     async def _template_values(self, index: str) -> dict[str, Any]:
         resolved = await self._client.transport.perform_request(
@@ -269,13 +343,21 @@ class BackfillMode:
             "number_of_replicas": int(settings.get("number_of_replicas", 1)),
         }
 
+    async def _restore_one(self, index: str) -> dict[str, Any]:
+        values = await self._template_values(index)
+        await self._client.indices.put_settings(index=index, body={"index": values})
+        return values
+
     async def restore(self) -> list[str]:
-        """Put the template's values back on every index touched; returns them."""
+        """Put the template's values back on every index touched (one deadline for all);
+        returns them."""
+        deadline = self._retry.start() if self._retry is not None else None
         for index in self.touched:
-            try:
-                values = await self._template_values(index)
-                await self._client.indices.put_settings(index=index, body={"index": values})
-            except Exception as exc:
-                raise translate_error(exc, f"restoring settings of {index}") from exc
+            values = await call(
+                f"restoring settings of {index}",
+                partial(self._restore_one, index),
+                self._retry,
+                deadline=deadline,
+            )
             _log.info("backfill_mode_off", index=index, **values)
         return list(self.touched)

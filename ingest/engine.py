@@ -39,7 +39,6 @@ from ingest.deadletter import DeadLetter
 from ingest.decode import Decoded, Document, decode_object
 from ingest.errors import SourceError
 from ingest.listing import Emit, ListingStats, list_log_objects
-from ingest.retry import call_with_retry
 from ingest.sink import BulkClient, BulkSink, Outcome, SinkStats
 from ingest.source import ObjectRef, ObjectStore
 
@@ -277,9 +276,7 @@ class _Pipeline:
             await self.budget.acquire(ref.key, ref.size * _EXPANSION)
             self.ledger.mark(self.source, [ref], Status.IN_FLIGHT)
             try:
-                data = await call_with_retry(
-                    self.settings.source.retry, partial(self.store.get, ref)
-                )
+                data = await self.store.get(ref)  # the store retries its own calls
             except SourceError as exc:
                 self._object_failed(ref, "fetch", type(exc).__name__, str(exc))
                 continue

@@ -1,10 +1,19 @@
 """The one exception tree of ct-ingest.
 
-Every error that crosses a module boundary is one of these; errors of the libraries below
-(botocore, aiohttp, opensearch-py, sqlite3, zlib, orjson) are translated where they are caught.
-The marker that matters is *transient* versus *terminal*: the runner retries transient errors
-(with one tenacity policy, see ``ingest.retry``) and records terminal ones in the dead-letter or
-aborts the run with them.
+Every error that crosses a module boundary is one of these. Errors of the libraries below are
+translated where they enter: sqlite3's in the ledger, and those of the three connections
+(botocore and aiohttp for S3 and SQS, opensearch-py for OpenSearch) at one boundary per
+connection, a context manager built on :func:`boundary` (as httpx's ``map_exceptions``):
+:func:`ingest.source.s3_errors`, :func:`ingest.source.sqs_errors` and
+:func:`ingest.cluster.opensearch_errors`. Inside a boundary, our own errors pass
+through unchanged, the library errors it knows become the leaf below, and any other exception
+becomes the connection's terminal error ("unexpected TypeName: message"), with the original as
+``__cause__``; nothing is handed back raw. So the public operations raise only this tree, and
+a caller (the CLI) catches :class:`IngestError` and nothing wider.
+
+The marker that matters is *transient* versus *terminal*: transient errors are retried (with
+the one tenacity policy, under one deadline per operation, see ``ingest.retry``, which says
+where); terminal ones are recorded in the dead-letter or abort the run.
 
 An object or record that is not valid CloudTrail is not an exception: decoding is a pure
 function that returns it as a ``Rejected`` value (``ingest.decode``), and the pipeline writes it
@@ -18,14 +27,18 @@ to the dead-letter.
     │   └── SinkUnavailable       OpenSearch connection error, timeout, 429, 502/503/504
     └── TerminalError             do not retry: the same call fails the same way
         ├── ConfigError           bad option, unreadable file, bad source URL (exit 2)
-        ├── SourceError           the object cannot be read: missing, access denied
-        ├── SinkError             OpenSearch refused the request as a whole (4xx other than 429)
+        ├── SourceError           the object cannot be read: missing, access denied;
+        │                         S3 or SQS failed in a way the boundary does not know
+        ├── SinkError             OpenSearch refused the request as a whole (4xx other than
+        │                         429), or failed in a way the boundary does not know
         └── CheckpointError       the ledger cannot be opened or written
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "CheckpointError",
@@ -37,6 +50,7 @@ __all__ = [
     "SourceUnavailable",
     "TerminalError",
     "TransientError",
+    "boundary",
     "root_cause",
 ]
 
@@ -87,3 +101,25 @@ def root_cause(exc: BaseException) -> BaseException:
         inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
         exc = (inner or list(exc.exceptions))[0]
     return exc
+
+
+@contextmanager
+def boundary(
+    what: str,
+    translate: Callable[[Exception, str], IngestError | None],
+    unexpected: type[TerminalError],
+) -> Iterator[None]:
+    """Translate what the block raises into the tree: our errors pass through unchanged,
+    ``translate`` names the library errors it knows (``None`` for the others), and any other
+    exception becomes ``unexpected`` (terminal). ``what`` says which call failed."""
+    try:
+        yield
+    except IngestError:
+        raise
+    except Exception as exc:
+        known = translate(exc, what)
+        raise (
+            known
+            if known is not None
+            else unexpected(f"{what}: unexpected {type(exc).__name__}: {exc}")
+        ) from exc

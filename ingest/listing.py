@@ -5,7 +5,8 @@ level with a ``/`` delimiter (organizations, accounts, trail folders, regions, y
 days), drops every branch the filters exclude, and lists the surviving day prefixes in
 parallel, ``concurrency`` requests at a time. Found objects are handed to ``emit`` as they
 arrive, so fetching starts before listing ends; a slow consumer slows the listing down
-(``emit`` awaits a bounded queue).
+(``emit`` awaits a bounded queue). The store retries its own calls (``ingest.retry``); the walk
+never does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import structlog
 
 from ingest.config import Filters
 from ingest.layout import AWSLOGS, Level, TrailKind, is_account, is_org, is_region, parse_log_key
-from ingest.retry import RetryPolicy, call_with_retry
+from ingest.retry import RetryPolicy
 from ingest.source import ObjectRef, ObjectStore, Page
 
 __all__ = [
@@ -157,22 +158,22 @@ class _Walker:
     """Lists the tree level by level with a bounded number of requests in flight."""
 
     def __init__(
-        self,
-        store: ObjectStore,
-        filters: Filters,
-        concurrency: int,
-        retry: RetryPolicy | None,
-        stats: ListingStats,
+        self, store: ObjectStore, filters: Filters, concurrency: int, stats: ListingStats
     ) -> None:
         self.store, self.filters, self.stats = store, filters, stats
-        self.policy = retry or RetryPolicy()
         self.gate = asyncio.Semaphore(concurrency)
 
-    async def page(self, p: str, delimiter: str | None, token: str | None) -> Page:
+    async def page(
+        self,
+        p: str,
+        delimiter: str | None,
+        token: str | None,
+        start_after: str | None = None,
+    ) -> Page:
         async with self.gate:
             self.stats.list_calls += 1
-            return await call_with_retry(
-                self.policy, lambda: self.store.list_page(p, delimiter=delimiter, token=token)
+            return await self.store.list_page(
+                p, delimiter=delimiter, token=token, start_after=start_after
             )
 
     async def walk(
@@ -211,7 +212,6 @@ async def list_region_prefixes(
     filters: Filters,
     *,
     concurrency: int = 32,
-    retry: RetryPolicy | None = None,
 ) -> list[RegionPrefix]:
     """Every account/region the trail writes to under ``prefix`` (what ``tail`` polls)."""
     found: list[RegionPrefix] = []
@@ -219,7 +219,7 @@ async def list_region_prefixes(
     async def leaf(p: str, where: _Where) -> None:
         found.append(RegionPrefix(p, where.account or "", p.rstrip("/").rsplit("/", 1)[-1]))
 
-    await _Walker(store, filters, concurrency, retry, ListingStats()).walk(prefix, Level.YEAR, leaf)
+    await _Walker(store, filters, concurrency, ListingStats()).walk(prefix, Level.YEAR, leaf)
     return sorted(found, key=lambda r: r.prefix)
 
 
@@ -233,9 +233,12 @@ async def list_log_objects(
     retry: RetryPolicy | None = None,
     stats: ListingStats | None = None,
 ) -> ListingStats:
-    """Walk the CloudTrail tree under ``prefix`` and ``emit`` every log file the filters keep."""
+    """Walk the CloudTrail tree under ``prefix`` and ``emit`` every log file the filters keep.
+
+    ``retry`` is ignored, kept for the callers that still pass it: the store retries its own
+    calls under the source's policy."""
     stats = stats if stats is not None else ListingStats()
-    walker = _Walker(store, filters, concurrency, retry, stats)
+    walker = _Walker(store, filters, concurrency, stats)
     await walker.walk(prefix, Level.FILE, partial(_files, walker, emit))
     stats.done = True
     _log.info(
@@ -258,14 +261,7 @@ async def _files(
     stats.day_prefixes += 1
     token: str | None = None
     while True:
-        async with walker.gate:
-            stats.list_calls += 1
-            pg = await call_with_retry(
-                walker.policy,
-                partial(
-                    walker.store.list_page, p, delimiter=None, token=token, start_after=start_after
-                ),
-            )
+        pg = await walker.page(p, None, token, start_after)
         for ref in pg.objects:
             if parse_log_key(ref.key) is None or "/" in ref.key[len(p) :]:
                 stats.skip(ref.key, prefix=False)
@@ -284,9 +280,8 @@ async def list_day(
     emit: Emit,
     *,
     start_after: str | None = None,
-    retry: RetryPolicy | None = None,
     stats: ListingStats | None = None,
 ) -> None:
     """Emit the log files of one day prefix, after ``start_after`` (``tail``'s polling)."""
-    walker = _Walker(store, Filters(), 1, retry, stats if stats is not None else ListingStats())
+    walker = _Walker(store, Filters(), 1, stats if stats is not None else ListingStats())
     await _files(walker, emit, day_prefix, _Where(Level.FILE), start_after=start_after)

@@ -25,8 +25,7 @@ from ingest.checkpoint import Ledger
 from ingest.config import Settings, from_environment
 from ingest.deadletter import DeadLetter
 from ingest.engine import RunStats, run_pipeline
-from ingest.errors import ConfigError
-from ingest.retry import call_with_retry
+from ingest.errors import ConfigError, IngestError
 from ingest.sink import OpenSearchBulkClient
 from ingest.tail import TailConfig, open_tail, parse_since
 
@@ -101,11 +100,15 @@ async def _run(
         stack.push_async_callback(store.aclose)
         os_client = cluster.open_client(settings.sink)
         stack.push_async_callback(os_client.close)
-        version = await call_with_retry(settings.sink.retry, lambda: cluster.ping(os_client))
+        version = await cluster.ping(os_client, settings.sink.retry)
         _log.info("opensearch_ready", url=settings.sink.url, version=version)
         if ensure_template:
             await cluster.ensure_template(os_client, settings.sink)
-        mode = cluster.BackfillMode(os_client) if settings.backfill_mode and not tail else None
+        mode = (
+            cluster.BackfillMode(os_client, settings.sink.retry)
+            if settings.backfill_mode and not tail
+            else None
+        )
         produce, on_settled = None, None
         if tail is not None:
             produce, on_settled = await open_tail(
@@ -196,7 +199,7 @@ async def _restore(mode: cluster.BackfillMode) -> None:
     """Restore index settings even while the run is being cancelled; log, never mask, failures."""
     try:
         await asyncio.shield(mode.restore())
-    except Exception as exc:  # the run's own outcome matters more
+    except IngestError as exc:  # the run's own outcome matters more
         _log.error(
             "backfill_mode_restore_failed",
             indices=mode.touched,

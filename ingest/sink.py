@@ -308,20 +308,20 @@ class OpenSearchBulkClient:
         self._client = client
 
     async def bulk(self, body: bytes) -> dict[str, Any]:
+        """One ``_bulk`` request, through the OpenSearch boundary; 413 is :class:`TooLarge`."""
         from opensearchpy.exceptions import TransportError
 
-        from ingest.cluster import translate_error
+        from ingest.cluster import opensearch_errors
 
-        try:
-            answer: dict[str, Any] = await self._client.bulk(
-                body=body, params={"filter_path": "errors,items.*.status,items.*.error"}
-            )
-        except TimeoutError as exc:
-            raise SinkUnavailable("bulk: timed out") from exc
-        except TransportError as exc:
-            if exc.status_code == 413:
-                raise TooLarge(f"bulk: HTTP 413 for {len(body)} bytes") from exc
-            raise translate_error(exc, "bulk") from exc
+        with opensearch_errors("bulk"):
+            try:
+                answer: dict[str, Any] = await self._client.bulk(
+                    body=body, params={"filter_path": "errors,items.*.status,items.*.error"}
+                )
+            except TransportError as exc:
+                if exc.status_code == 413:
+                    raise TooLarge(f"bulk: HTTP 413 for {len(body)} bytes") from exc
+                raise  # translated by the boundary
         return answer
 
     async def aclose(self) -> None:

@@ -1,21 +1,24 @@
 """Where objects come from: S3 through aiobotocore, or a local directory laid out like a bucket.
 
 Both stores have one tiny async interface (:class:`ObjectStore`): one page of a listing, one
-object's bytes, and ``aclose``. Errors of botocore, aiohttp and the OS are translated here into
-:class:`~ingest.errors.SourceUnavailable` (transient: throttling, 5xx, connection trouble) or
-:class:`~ingest.errors.SourceError` (terminal: missing, access denied). Retrying is the caller's
-business, with the one policy in ``ingest.retry``.
+object's bytes, and ``aclose``. Errors of botocore, aiohttp and the OS are translated at one
+boundary, :func:`s3_errors` (:func:`sqs_errors` for the queue of ``tail``, with SQS's own
+throttling codes), into :class:`~ingest.errors.SourceUnavailable` (transient: throttling, 5xx,
+connection trouble) or :class:`~ingest.errors.SourceError` (terminal: missing, access denied,
+and anything the boundary does not know). Each store retries its own calls under the source's
+policy (``ingest.retry``): what a call raises is terminal, or transient past the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -30,9 +33,21 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ingest.config import LocalLocation, S3Location, SourceConfig
-from ingest.errors import ConfigError, SourceError, SourceUnavailable
+from ingest.errors import ConfigError, IngestError, SourceError, SourceUnavailable, boundary
+from ingest.retry import RetryPolicy, call_with_retry
 
-__all__ = ["LocalStore", "ObjectRef", "ObjectStore", "Page", "S3Store", "open_store"]
+__all__ = [
+    "LocalStore",
+    "ObjectRef",
+    "ObjectStore",
+    "Page",
+    "S3Store",
+    "open_store",
+    "s3_errors",
+    "sqs_errors",
+]
+
+T = TypeVar("T")
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -71,7 +86,8 @@ class Page:
 
 
 class ObjectStore(Protocol):
-    """What the listing and fetching stages need from a store."""
+    """What the listing and fetching stages need from a store. Every call retries its
+    transient failures itself (under the source's policy) and raises only the error tree."""
 
     @property
     def name(self) -> str:
@@ -92,7 +108,11 @@ class ObjectStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _translate(exc: BaseException, what: str) -> Exception:
+# SQS's own throttling codes (some answered 403, so the status alone would call them terminal).
+_SQS_TRANSIENT = frozenset({"RequestThrottled", "KmsThrottled", "ThrottlingException"})
+
+
+def _translate_aws(exc: Exception, what: str) -> IngestError | None:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
@@ -115,16 +135,55 @@ def _translate(exc: BaseException, what: str) -> Exception:
         return SourceUnavailable(f"{what}: {type(exc).__name__}: {exc}")
     if isinstance(exc, BotoCoreError):
         return SourceError(f"{what}: {type(exc).__name__}: {exc}")
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+    return None
+
+
+def _translate_sqs(exc: Exception, what: str) -> IngestError | None:
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", "")).rsplit(".", 1)[-1]
+        if code in _SQS_TRANSIENT:
+            return SourceUnavailable(f"{what}: {code} {exc.response['Error'].get('Message', '')}")
+    return _translate_aws(exc, what)
+
+
+def s3_errors(what: str) -> AbstractContextManager[None]:
+    """The boundary of every S3 call: botocore, aiohttp and OS errors as ours (``what`` names
+    the call); throttling, 5xx and connection trouble transient, the rest terminal."""
+    return boundary(what, _translate_aws, SourceError)
+
+
+def sqs_errors(what: str) -> AbstractContextManager[None]:
+    """The boundary of every SQS call: as :func:`s3_errors`, and SQS's own throttling codes
+    (some answered 403) transient."""
+    return boundary(what, _translate_sqs, SourceError)
+
+
+def _translate_read(exc: Exception, what: str) -> IngestError | None:
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"{what}: file vanished")
+    if isinstance(exc, PermissionError):
+        return SourceError(f"{what}: permission denied")
+    return _translate_list(exc, what)
+
+
+def _translate_list(exc: Exception, what: str) -> IngestError | None:
+    return SourceUnavailable(f"{what}: {exc}") if isinstance(exc, OSError) else None
 
 
 class S3Store:
     """A bucket, through one pooled aiobotocore client."""
 
-    def __init__(self, location: S3Location, client: Any, stack: AsyncExitStack) -> None:
+    def __init__(
+        self,
+        location: S3Location,
+        client: Any,
+        stack: AsyncExitStack,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._bucket = location.bucket
         self._client = client
         self._stack = stack
+        self._retry = retry or RetryPolicy()
 
     @classmethod
     async def open(cls, location: S3Location, config: SourceConfig) -> S3Store:
@@ -152,11 +211,20 @@ class S3Store:
         except BotoCoreError as exc:
             await stack.aclose()
             raise ConfigError(f"cannot create an S3 client: {exc}") from exc
-        return cls(location, client, stack)
+        return cls(location, client, stack, config.retry)
 
     @property
     def name(self) -> str:
         return f"s3://{self._bucket}"
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One S3 call through the boundary, retried under the source's policy."""
+
+        async def once() -> T:
+            with s3_errors(what):
+                return await fn()
+
+        return await call_with_retry(self._retry, once)
 
     async def list_page(
         self,
@@ -173,10 +241,9 @@ class S3Store:
             kwargs["ContinuationToken"] = token
         if start_after:
             kwargs["StartAfter"] = start_after
-        try:
-            resp = await self._client.list_objects_v2(**kwargs)
-        except Exception as exc:
-            raise _translate(exc, f"list s3://{self._bucket}/{prefix}") from exc
+        resp = await self._call(
+            f"list s3://{self._bucket}/{prefix}", lambda: self._client.list_objects_v2(**kwargs)
+        )
         page = Page(
             prefixes=[p["Prefix"] for p in resp.get("CommonPrefixes", ())],
             objects=[
@@ -192,10 +259,10 @@ class S3Store:
 
     async def head(self, key: str) -> ObjectRef:
         """The listing entry of one key (for notifications that carry no ETag)."""
-        try:
-            resp = await self._client.head_object(Bucket=self._bucket, Key=key)
-        except Exception as exc:
-            raise _translate(exc, f"head s3://{self._bucket}/{key}") from exc
+        resp = await self._call(
+            f"head s3://{self._bucket}/{key}",
+            lambda: self._client.head_object(Bucket=self._bucket, Key=key),
+        )
         return ObjectRef(
             key,
             resp.get("ETag", "").strip('"'),
@@ -205,15 +272,16 @@ class S3Store:
 
     async def get(self, ref: ObjectRef) -> bytes:
         what = f"get s3://{self._bucket}/{ref.key}"
-        try:
+
+        async def read() -> bytes:
             resp = await self._client.get_object(Bucket=self._bucket, Key=ref.key)
             async with resp["Body"] as body:
                 data: bytes = await body.read()
-        except Exception as exc:
-            raise _translate(exc, what) from exc
-        if ref.size and len(data) != ref.size:
-            raise SourceUnavailable(f"{what}: read {len(data)} of {ref.size} bytes")
-        return data
+            if ref.size and len(data) != ref.size:
+                raise SourceUnavailable(f"{what}: read {len(data)} of {ref.size} bytes")
+            return data
+
+        return await self._call(what, read)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -222,8 +290,23 @@ class S3Store:
 class LocalStore:
     """A directory laid out like the bucket; keys are paths relative to it, with ``/``."""
 
-    def __init__(self, location: LocalLocation) -> None:
+    def __init__(self, location: LocalLocation, retry: RetryPolicy | None = None) -> None:
         self._root = location.root
+        self._retry = retry or RetryPolicy()
+
+    async def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        translate: Callable[[Exception, str], IngestError | None],
+    ) -> T:
+        """``fn`` in a thread, its OS errors as ours, retried under the source's policy."""
+
+        async def once() -> T:
+            with boundary(what, translate, SourceError):
+                return await asyncio.to_thread(fn)
+
+        return await call_with_retry(self._retry, once)
 
     @property
     def name(self) -> str:
@@ -275,21 +358,15 @@ class LocalStore:
         token: str | None = None,
         start_after: str | None = None,
     ) -> Page:
-        try:
-            return await asyncio.to_thread(self._list, prefix, delimiter, start_after)
-        except OSError as exc:
-            raise SourceUnavailable(f"list {self._root / prefix}: {exc}") from exc
+        return await self._call(
+            f"list {self._root / prefix}",
+            lambda: self._list(prefix, delimiter, start_after),
+            _translate_list,
+        )
 
     async def get(self, ref: ObjectRef) -> bytes:
         path = self._root / ref.key
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError as exc:
-            raise SourceError(f"read {path}: file vanished") from exc
-        except PermissionError as exc:
-            raise SourceError(f"read {path}: permission denied") from exc
-        except OSError as exc:
-            raise SourceUnavailable(f"read {path}: {exc}") from exc
+        return await self._call(f"read {path}", path.read_bytes, _translate_read)
 
     async def aclose(self) -> None:
         return None
@@ -298,5 +375,10 @@ class LocalStore:
 async def open_store(config: SourceConfig) -> ObjectStore:
     """The store for ``config.location``."""
     if isinstance(config.location, S3Location):
-        return await S3Store.open(config.location, config)
-    return LocalStore(config.location)
+        with boundary("cannot create an S3 client", _translate_none, ConfigError):
+            return await S3Store.open(config.location, config)
+    return LocalStore(config.location, config.retry)
+
+
+def _translate_none(exc: Exception, what: str) -> None:
+    return None

@@ -1,4 +1,6 @@
-"""OpenSearch Dashboards saved objects (``mappings/dashboards/``) and their import."""
+"""OpenSearch Dashboards saved objects (``mappings/dashboards/``) and their import, whose errors
+(urllib's, or an answer that is not what Dashboards says) come out as
+:class:`~ingest.errors.SinkUnavailable` or :class:`~ingest.errors.SinkError`."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import uuid
 from importlib import resources
 from typing import Any
 
-from ingest.errors import SinkError, SinkUnavailable
+from ingest.errors import IngestError, SinkError, SinkUnavailable
+from ingest.errors import boundary as error_boundary
 
 __all__ = ["import_saved_objects", "saved_objects"]
 
@@ -53,24 +56,28 @@ def import_saved_objects(
     if username:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    req = urllib.request.Request(  # noqa: S310 (the user's own Dashboards URL)
-        url.rstrip("/") + "/api/saved_objects/_import?overwrite=true",
-        data=body,
-        method="POST",
-        headers=headers,
-    )
     context = None
     if not verify:
         import ssl
 
         context = ssl._create_unverified_context()  # noqa: S323 (--insecure asked)  # nosec B323
-    try:
+    with error_boundary("Dashboards import", _translate, SinkError):
+        req = urllib.request.Request(  # noqa: S310 (the user's own Dashboards URL)
+            url.rstrip("/") + "/api/saved_objects/_import?overwrite=true",
+            data=body,
+            method="POST",
+            headers=headers,
+        )
         with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310  # nosec B310
             answer = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        raise SinkError(f"Dashboards import: HTTP {exc.code}: {exc.read()[:300]!r}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SinkUnavailable(f"Dashboards import: {exc}") from None
-    if not answer.get("success", False):
-        raise SinkError(f"Dashboards import failed: {str(answer.get('errors'))[:300]}")
-    return int(answer.get("successCount", len(objects)))
+        if not answer.get("success", False):
+            raise SinkError(f"Dashboards import failed: {str(answer.get('errors'))[:300]}")
+        return int(answer.get("successCount", len(objects)))
+
+
+def _translate(exc: Exception, what: str) -> IngestError | None:
+    if isinstance(exc, urllib.error.HTTPError):
+        return SinkError(f"{what}: HTTP {exc.code}: {exc.read()[:300]!r}")
+    if isinstance(exc, urllib.error.URLError | OSError):
+        return SinkUnavailable(f"{what}: {exc}")
+    return None

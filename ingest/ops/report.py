@@ -2,7 +2,9 @@
 principal (following AssumeRole chains by access key, across accounts).
 
 Every grouping pages through a composite aggregation, so the numbers are exact on millions of
-events (no ``terms`` top-N approximation). Output is Markdown, CSV or JSON.
+events (no ``terms`` top-N approximation). Output is Markdown, CSV or JSON. Every search goes
+through the OpenSearch boundary (:func:`ingest.cluster.opensearch_errors`), so a report fails
+with :class:`~ingest.errors.SinkUnavailable` or :class:`~ingest.errors.SinkError` only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+
+from ingest.cluster import opensearch_errors
 
 __all__ = [
     "ClickOpsReport",
@@ -64,11 +68,12 @@ def composite(
         agg: dict[str, Any] = {"composite": comp}
         if sub:
             agg["aggs"] = sub
-        res = client.search(
-            index=index,
-            body={"size": 0, "query": query, "aggs": {"g": agg}},
-            params={"ignore_unavailable": "true"},
-        )
+        with opensearch_errors(f"search {index} (composite over {', '.join(fields)})"):
+            res = client.search(
+                index=index,
+                body={"size": 0, "query": query, "aggs": {"g": agg}},
+                params={"ignore_unavailable": "true"},
+            )
         got = res.get("aggregations", {}).get("g", {})
         buckets = got.get("buckets", [])
         for b in buckets:
@@ -83,7 +88,10 @@ def _range(since: datetime, until: datetime) -> dict[str, Any]:
 
 
 def _count(client: Any, index: str, query: dict[str, Any]) -> int:
-    res = client.count(index=index, body={"query": query}, params={"ignore_unavailable": "true"})
+    with opensearch_errors(f"count {index}"):
+        res = client.count(
+            index=index, body={"query": query}, params={"ignore_unavailable": "true"}
+        )
     return int(res["count"])
 
 

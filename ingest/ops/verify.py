@@ -6,6 +6,8 @@ the backfill, without enrichment) is looked up with ``mget`` (missing ones are r
 the documents whose ``ct.object`` names this file are listed (ones no record of the file maps to
 are reported as unexpected). Records and objects that are in the dead-letter are counted
 separately, not as missing. Memory is bounded: a few objects at a time, lookups in batches.
+The store retries its own calls, and every OpenSearch call goes through :func:`ingest.cluster.call`
+under the sink's policy.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ingest.decode import expected_documents
 from ingest.engine import in_shard
 from ingest.errors import SourceError
 from ingest.listing import list_log_objects
-from ingest.retry import call_with_retry
+from ingest.retry import RetryPolicy
 from ingest.source import ObjectRef, ObjectStore
 
 __all__ = ["ObjectProblem", "VerifyReport", "verify"]
@@ -159,7 +161,6 @@ class _Verifier:
                 settings.filters,
                 emit,
                 concurrency=settings.source.concurrency,
-                retry=settings.source.retry,
             )
             for _ in range(concurrency):
                 await queue.put(None)
@@ -178,7 +179,7 @@ class _Verifier:
         report, settings = self.report, self.settings
         report.objects += 1
         try:
-            data = await call_with_retry(settings.source.retry, partial(self.store.get, ref))
+            data = await self.store.get(ref)
         except SourceError as exc:
             data, why = b"", str(exc)
         else:
@@ -210,7 +211,8 @@ class _Verifier:
             (idx, doc_id) for idx, doc_id, i in exp.ids if (ref.key, i) not in self.dead_records
         ]
         report.deadlettered_records += len(exp.ids) - len(wanted)
-        owners = await _owners(self.client, wanted)
+        retry = settings.sink.retry
+        owners = await _owners(self.client, wanted, retry)
         seen: set[str] = set()
         missing: list[str] = []
         for _, doc_id in wanted:
@@ -227,7 +229,9 @@ class _Verifier:
                 report.found += 1
             seen.add(doc_id)
         problem.missing += missing
-        mine = await _ids_from_object(self.client, settings.sink.alias, ref.key, len(exp.ids))
+        mine = await _ids_from_object(
+            self.client, settings.sink.alias, ref.key, len(exp.ids), retry
+        )
         problem.unexpected = sorted(mine - {doc_id for _, doc_id, _ in exp.ids})
         report.missing += len(problem.missing)
         report.unexpected += len(problem.unexpected)
@@ -243,13 +247,17 @@ async def verify(settings: Settings, *, repair: bool = False, concurrency: int =
     store = await source.open_store(settings.source)
     client = cluster.open_client(settings.sink)
     try:
-        await call_with_retry(settings.sink.retry, lambda: cluster.ping(client))
+        await cluster.ping(client, settings.sink.retry)
         checked = _Verifier(settings, store, client)
         report = await checked.run(concurrency)
         if not repair or not checked.to_repair:
             return report
         repaired = await _repair(settings, store, client, checked.to_repair)
-        await client.indices.refresh(index=settings.sink.alias, ignore_unavailable=True)
+        await cluster.call(
+            f"POST {settings.sink.alias}/_refresh",
+            partial(client.indices.refresh, index=settings.sink.alias, ignore_unavailable=True),
+            settings.sink.retry,
+        )
         report = await _Verifier(settings, store, client).run(concurrency)
         report.repaired = repaired
         return report
@@ -298,7 +306,7 @@ async def _repair(
         async with asyncio.TaskGroup() as tg:
             sink = BulkSink(OpenSearchBulkClient(client), settings.sink, tg)
             for key, (ref, ids) in sorted(wanted.items()):
-                data = await call_with_retry(settings.source.retry, partial(store.get, ref))
+                data = await store.get(ref)
                 decoded = await asyncio.to_thread(
                     decode_object,
                     key,
@@ -317,7 +325,7 @@ async def _repair(
     return landed
 
 
-async def _owners(client: Any, wanted: list[tuple[str, str]]) -> dict[str, str]:
+async def _owners(client: Any, wanted: list[tuple[str, str]], retry: RetryPolicy) -> dict[str, str]:
     """``_id`` → the object its document was indexed from (``""`` when the document does not
     say), for the ids that are in the index."""
     found: dict[str, str] = {}
@@ -326,7 +334,7 @@ async def _owners(client: Any, wanted: list[tuple[str, str]]) -> dict[str, str]:
             {"_index": idx, "_id": doc_id, "_source": ["ct.object"]}
             for idx, doc_id in wanted[i : i + _BATCH]
         ]
-        res = await client.mget(body={"docs": docs})
+        res = await cluster.call("mget", partial(client.mget, body={"docs": docs}), retry)
         for d in res.get("docs", ()):
             if d.get("found"):
                 owner = (d.get("_source") or {}).get("ct", {}).get("object")
@@ -334,14 +342,21 @@ async def _owners(client: Any, wanted: list[tuple[str, str]]) -> dict[str, str]:
     return found
 
 
-async def _ids_from_object(client: Any, alias: str, key: str, expected: int) -> set[str]:
-    res = await client.search(
-        index=alias,
-        body={
-            "query": {"term": {"ct.object": key}},
-            "_source": False,
-            "size": min(10_000, expected + 1_000),
-        },
-        params={"ignore_unavailable": "true"},
+async def _ids_from_object(
+    client: Any, alias: str, key: str, expected: int, retry: RetryPolicy
+) -> set[str]:
+    res = await cluster.call(
+        f"search {alias} for {key}",
+        partial(
+            client.search,
+            index=alias,
+            body={
+                "query": {"term": {"ct.object": key}},
+                "_source": False,
+                "size": min(10_000, expected + 1_000),
+            },
+            params={"ignore_unavailable": "true"},
+        ),
+        retry,
     )
     return {h["_id"] for h in res["hits"]["hits"]}

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from ingest.config import S3Location, Settings
+from ingest.errors import IngestError
 from ingest.layout import parse_log_key
 from ingest.listing import Emit, RegionPrefix, list_day, list_region_prefixes
 from ingest.source import ObjectStore
@@ -41,7 +42,6 @@ async def poll_region(
     newest: str | None,
     config: TailConfig,
     emit: Emit,
-    settings: Settings,
     now: datetime,
     fresh_since: datetime | None = None,
 ) -> None:
@@ -64,9 +64,7 @@ async def poll_region(
         start_after = (
             _stamp_key(day_prefix, name_prefix, since) if day.date() == since.date() else None
         )
-        await list_day(
-            store, day_prefix, emit, start_after=start_after, retry=settings.source.retry
-        )
+        await list_day(store, day_prefix, emit, start_after=start_after)
 
 
 async def _poll_all(
@@ -91,7 +89,7 @@ async def _poll_all(
             fresh_since = since
             if r.prefix in listed:
                 fresh_since = max(since, listed[r.prefix] - config.rewind)
-            await poll_region(store, r, newest, config, emit, settings, now, fresh_since)
+            await poll_region(store, r, newest, config, emit, now, fresh_since)
             listed[r.prefix] = now
 
     async with asyncio.TaskGroup() as tg:
@@ -136,11 +134,7 @@ def poller(
             try:
                 if started - discovered > config.rediscover_seconds:
                     regions = await list_region_prefixes(
-                        store,
-                        prefix,
-                        settings.filters,
-                        concurrency=settings.source.concurrency,
-                        retry=settings.source.retry,
+                        store, prefix, settings.filters, concurrency=settings.source.concurrency
                     )
                     discovered = started
                     _log.info("tail_discovered", regions=len(regions))
@@ -148,7 +142,7 @@ def poller(
                     store, regions, ledger, config, emit, settings, clock(), since, listed
                 )
                 health.ok("s3")
-            except* Exception as group:  # a failed poll is logged and retried next interval
+            except* IngestError as group:  # a failed poll is logged and tried again next interval
                 _log.error("tail_poll_failed", error=str(group.exceptions[0])[:300])
             await asyncio.sleep(max(0.0, config.poll_interval - (time.monotonic() - started)))
 

@@ -7,21 +7,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 import structlog
-from botocore.exceptions import ClientError
 
 from ingest.config import S3Location, Settings
-from ingest.errors import IngestError, SourceError, SourceUnavailable
+from ingest.errors import ConfigError, IngestError, SourceError
 from ingest.layout import parse_log_key
 from ingest.listing import Emit
-from ingest.retry import call_with_retry
-from ingest.source import ObjectRef
-from ingest.source import _translate as translate_source_error
+from ingest.retry import RetryPolicy, call_with_retry
+from ingest.source import ObjectRef, sqs_errors
 from ingest.tail.config import Health, TailConfig, announce
 
 __all__ = ["parse_notification", "sqs_consumer"]
@@ -67,17 +64,42 @@ def parse_notification(body: str, bucket: str) -> list[str] | None:
     return None
 
 
-# SQS's own throttling codes (some answered 403, so the status alone would call them terminal).
-_SQS_TRANSIENT = frozenset({"RequestThrottled", "KmsThrottled", "ThrottlingException"})
+class _Queue:
+    """One SQS queue through an aiobotocore client: every call goes through the SQS boundary
+    (:func:`~ingest.source.sqs_errors`) and is retried under the source's policy."""
 
+    def __init__(self, client: Any, url: str, retry: RetryPolicy) -> None:
+        self._client = client
+        self.url = url
+        self._retry = retry
 
-def _translate_sqs(exc: Exception, what: str) -> Exception:
-    """botocore/aiohttp errors of an SQS call in the error tree, like S3's."""
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", "")).rsplit(".", 1)[-1]
-        if code in _SQS_TRANSIENT:
-            return SourceUnavailable(f"{what}: {code} {exc.response['Error'].get('Message', '')}")
-    return translate_source_error(exc, what)
+    async def _call(self, what: str, fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        async def once() -> Any:
+            with sqs_errors(f"{what} {self.url}"):
+                return await fn(QueueUrl=self.url, **kwargs)
+
+        return await call_with_retry(self._retry, once)
+
+    async def receive(self, wait_seconds: int, visibility: int) -> list[dict[str, Any]]:
+        resp = await self._call(
+            "receive_message",
+            self._client.receive_message,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=visibility,
+        )
+        return list(resp.get("Messages", ()))
+
+    async def extend(self, receipt: str, visibility: int) -> None:
+        await self._call(
+            "change_message_visibility",
+            self._client.change_message_visibility,
+            ReceiptHandle=receipt,
+            VisibilityTimeout=visibility,
+        )
+
+    async def delete(self, receipt: str) -> None:
+        await self._call("delete_message", self._client.delete_message, ReceiptHandle=receipt)
 
 
 class _Message:
@@ -96,9 +118,9 @@ def sqs_consumer(
     health: Health,
 ) -> tuple[Callable[[Emit], Any], Callable[[ObjectRef], None]]:
     """The SQS producer and the hook that deletes a message once its objects are settled."""
-    loc = settings.source.location
-    if not isinstance(loc, S3Location):
-        raise ValueError("SQS mode needs an s3:// source")
+    loc, url = settings.source.location, config.sqs_queue_url
+    if not isinstance(loc, S3Location) or not url:
+        raise ConfigError("SQS mode needs an s3:// source and --sqs-queue-url")
     bucket = loc.bucket
     policy = settings.source.retry
     by_key: dict[str, list[_Message]] = {}
@@ -129,9 +151,10 @@ def sqs_consumer(
         )
 
     async def head(message: _Message, key: str) -> ObjectRef | None:
-        """The object's listing entry; ``None`` when S3 did not answer within the deadline."""
+        """The object's listing entry; ``None`` when S3 did not answer within the deadline (the
+        store retries its own calls)."""
         try:
-            ref: ObjectRef = await call_with_retry(policy, partial(store.head, key))
+            ref: ObjectRef = await store.head(key)
         except SourceError as exc:  # gone (404) or unreadable (403): terminal
             _log.error(
                 "sqs_object_unreadable",
@@ -156,7 +179,6 @@ def sqs_consumer(
         from aiobotocore.session import AioSession
 
         session = AioSession(profile=settings.source.profile)
-        url = config.sqs_queue_url
         announce(
             f"reading the objects that notifications on {url} name (those already queued "
             "too); objects written before: run backfill",
@@ -164,42 +186,27 @@ def sqs_consumer(
             queue=url,
         )
         async with AsyncExitStack() as stack:
-            sqs = await stack.enter_async_context(
-                session.create_client(
-                    "sqs",
-                    endpoint_url=config.sqs_endpoint_url,
-                    region_name=settings.source.region,
-                    config=AioConfig(
-                        retries={"total_max_attempts": 1},  # the source's policy retries
-                        connect_timeout=10,
-                        read_timeout=config.sqs_wait_seconds + 30,
-                    ),
+            with sqs_errors(f"open an SQS client for {url}"):
+                client = await stack.enter_async_context(
+                    session.create_client(
+                        "sqs",
+                        endpoint_url=config.sqs_endpoint_url,
+                        region_name=settings.source.region,
+                        config=AioConfig(
+                            retries={"total_max_attempts": 1},  # the source's policy retries
+                            connect_timeout=10,
+                            read_timeout=config.sqs_wait_seconds + 30,
+                        ),
+                    )
                 )
-            )
-
-            async def call(what: str, fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
-                async def once() -> Any:
-                    try:
-                        return await fn(QueueUrl=url, **kwargs)
-                    except Exception as exc:
-                        err = _translate_sqs(exc, f"{what} {url}")
-                        if err is exc:
-                            raise
-                        raise err from exc
-
-                return await call_with_retry(policy, once)
+            queue = _Queue(client, url, policy)
 
             async def extend(message: _Message) -> None:
                 while True:
                     await asyncio.sleep(config.sqs_visibility / 2)
                     try:
-                        await call(
-                            "change_message_visibility",
-                            sqs.change_message_visibility,
-                            ReceiptHandle=message.receipt,
-                            VisibilityTimeout=config.sqs_visibility,
-                        )
-                    except Exception as exc:  # the message may come back: the ledger dedups
+                        await queue.extend(message.receipt, config.sqs_visibility)
+                    except IngestError as exc:  # the message may come back: the ledger dedups
                         _log.warning(
                             "sqs_visibility_failed",
                             message_id=message.message_id,
@@ -212,10 +219,8 @@ def sqs_consumer(
                     if message.extender:
                         message.extender.cancel()
                     try:
-                        await call(
-                            "delete_message", sqs.delete_message, ReceiptHandle=message.receipt
-                        )
-                    except Exception as exc:  # it comes back after its visibility timeout,
+                        await queue.delete(message.receipt)
+                    except IngestError as exc:  # it comes back after its visibility timeout,
                         _log.warning(  # finds its objects settled and is deleted then
                             "sqs_delete_failed", message_id=message.message_id, error=str(exc)[:300]
                         )
@@ -246,13 +251,7 @@ def sqs_consumer(
 
             async def receive() -> list[dict[str, Any]]:
                 try:
-                    resp = await call(
-                        "receive_message",
-                        sqs.receive_message,
-                        MaxNumberOfMessages=10,
-                        WaitTimeSeconds=config.sqs_wait_seconds,
-                        VisibilityTimeout=config.sqs_visibility,
-                    )
+                    messages = await queue.receive(config.sqs_wait_seconds, config.sqs_visibility)
                 except IngestError as exc:
                     if not exc.transient:
                         raise  # no such queue, access denied: the tail cannot work
@@ -263,7 +262,7 @@ def sqs_consumer(
                     )
                     return []
                 health.ok("s3")
-                return list(resp.get("Messages", ()))
+                return messages
 
             extenders: set[asyncio.Task[None]] = set()
             delete_task = asyncio.create_task(deleter())

@@ -14,6 +14,7 @@ from ingest import cluster, metrics
 from ingest.checkpoint import Ledger
 from ingest.config import Settings
 from ingest.engine import Produce, RunStats
+from ingest.errors import IngestError
 from ingest.listing import Emit
 from ingest.source import ObjectRef, ObjectStore
 from ingest.tail.config import Health, TailConfig
@@ -61,7 +62,7 @@ async def open_tail(
 
     async def pinger() -> None:
         while True:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(IngestError):  # one try a round: unhealthy in time
                 await cluster.ping(os_client)
                 health.ok("opensearch")
             await asyncio.sleep(min(15.0, tail.unhealthy_after / 3))

@@ -12,15 +12,21 @@ from typing import Any
 import orjson
 
 from ingest.errors import SinkUnavailable, SourceError, SourceUnavailable
+from ingest.retry import RetryPolicy, call_with_retry
 from ingest.sink import TooLarge
 from ingest.source import ObjectRef, Page
 
 __all__ = ["MemoryCluster", "MemoryStore"]
 
+_FAST = RetryPolicy(initial=0.001, maximum=0.01, deadline=2)
+
 
 class MemoryStore:
     """A bucket as a dict ``key -> bytes``; ``unavailable`` keys fail transiently that many
-    times, ``missing`` keys are listed but answer 404 on GET."""
+    times, ``missing`` keys are listed but answer 404 on GET.
+
+    Like the real stores, it retries its own transient failures, under ``retry`` (by default
+    a fast policy with a 2 s deadline); ``gets`` lists every attempt."""
 
     def __init__(
         self,
@@ -29,11 +35,13 @@ class MemoryStore:
         name: str = "s3://memory",
         unavailable: dict[str, int] | None = None,
         missing: Iterable[str] = (),
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.objects = dict(objects)
         self._name = name
         self._unavailable = dict(unavailable or {})
         self._missing = set(missing)
+        self._retry = retry or _FAST
         self.gets: list[str] = []
 
     @property
@@ -67,6 +75,9 @@ class MemoryStore:
         return page
 
     async def get(self, ref: ObjectRef) -> bytes:
+        return await call_with_retry(self._retry, lambda: self._get(ref))
+
+    async def _get(self, ref: ObjectRef) -> bytes:
         self.gets.append(ref.key)
         if self._unavailable.get(ref.key, 0) > 0:
             self._unavailable[ref.key] -= 1
