@@ -6,7 +6,7 @@ runs the very backfill a user runs against AWS, then answers questions from the 
 
 from __future__ import annotations
 
-import os
+import asyncio
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +17,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["QUESTIONS", "ask", "run_demo", "upload"]
+from ingest.config import DEFAULT_ALIAS, S3Location, Settings, SinkConfig, SourceConfig
+from ingest.telemetry import Verdict
+
+__all__ = ["BUCKET", "QUESTIONS", "ask", "run_demo", "upload"]
 
 BUCKET = "demo-cloudtrail-logs"
+REGION = "us-east-1"
+_FAKE_KEYS = ("demo", "demo")  # moto accepts any keys
 
 # Questions people bring to this index: (title, column, query, terms field).
 QUESTIONS: list[tuple[str, str, dict[str, Any], str]] = [
@@ -54,10 +59,10 @@ def upload(s3_url: str, files: list[Any], *, bucket: str = BUCKET) -> None:
     s3 = boto3.client(
         "s3",
         endpoint_url=s3_url,
-        region_name="us-east-1",
-        aws_access_key_id="demo",
+        region_name=REGION,
+        aws_access_key_id=_FAKE_KEYS[0],
+        aws_secret_access_key=_FAKE_KEYS[1],
         config=Config(max_pool_connections=16),
-        aws_secret_access_key="demo",  # noqa: S106 (moto)  # nosec B106
     )
     s3.create_bucket(Bucket=bucket)
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -65,7 +70,7 @@ def upload(s3_url: str, files: list[Any], *, bucket: str = BUCKET) -> None:
 
 
 def ask(
-    opensearch_url: str, alias: str = "cloudtrail"
+    opensearch_url: str, alias: str = DEFAULT_ALIAS
 ) -> list[tuple[str, str, list[tuple[str, int]]]]:
     """Answer :data:`QUESTIONS` from the index (top five each)."""
     from opensearchpy import OpenSearch
@@ -92,24 +97,17 @@ def ask(
         client.close()
 
 
-def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> int:
-    from ingest.cli import build_settings, run_and_report
-    from ingest.telemetry import configure_logging
+def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> Verdict | None:
+    """Start the servers, load a generated archive through :func:`ingest.runner.run_backfill`,
+    print the summary and the answers; the backfill's verdict, or None when the embedded
+    servers cannot start (said on stderr). A failed backfill raises, after the servers stop."""
+    from ingest.runner import run_backfill
+    from ingest.telemetry import configure_logging, report_run
     from ingest.testing import synth
     from ingest.testing.servers import MotoServer, start_osmem
 
     out = Console(stderr=False)
     console = configure_logging(log_format)
-    # Fake credentials for moto; never the user's own.
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "demo",
-            "AWS_SECRET_ACCESS_KEY": "demo",  # moto accepts any  # nosec B105
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
     try:
         moto, osmem = MotoServer.start(), start_osmem()
     except (ImportError, RuntimeError) as exc:
@@ -118,7 +116,7 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
             "install them with: pip install 'ct-ingest[demo]'",
             err=True,
         )
-        return 2
+        return None
     try:
         out.print(
             f"S3 (moto) at {moto.url}, OpenSearch (osmem-server) at {osmem.url}", soft_wrap=True
@@ -131,39 +129,15 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
             f"s3://{BUCKET}/AWSLogs/ in {time.monotonic() - t0:.1f} s",
             soft_wrap=True,
         )
-        os.environ["AWS_ENDPOINT_URL_S3"] = moto.url
         with tempfile.TemporaryDirectory(prefix="ct-ingest-demo-") as tmp:
-            settings = build_settings(
-                source=f"s3://{BUCKET}",
-                opensearch=osmem.url,
-                state=Path(tmp) / "ledger.sqlite",
-                deadletter=None,
-                since=None,
-                until=None,
-                accounts=[],
-                regions=[],
-                include_insight=False,
-                exclude=[],
-                concurrency=16,
-                workers=None,
-                profile=None,
-                aws_region="us-east-1",
-                index_prefix="cloudtrail-",
-                alias="cloudtrail",
-                bulk_mib=5.0,
-                max_bulk_mib=9.0,
-                max_in_flight=2,
-                timeout=50.0,
-                insecure=False,
-                ca_certs=None,
-                log_format=log_format,
-            )
+            settings = _settings(moto.url, osmem.url, Path(tmp), log_format)
             out.print(
                 f"$ ct-ingest backfill s3://{BUCKET} --opensearch {osmem.url}", soft_wrap=True
             )
-            code = run_and_report(settings, console=console)
-        if code not in (0, 1):
-            return code
+            stats = asyncio.run(run_backfill(settings, console=console))
+            verdict = report_run(stats, deadletter=settings.deadletter_path)
+        if verdict is Verdict.STOPPED:
+            return verdict
         for title, column, rows in ask(osmem.url):
             table = Table(title=title, title_justify="left")
             table.add_column(column)
@@ -181,7 +155,25 @@ def run_demo(*, events: int, keep_running: bool, seed: int, log_format: str) -> 
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-        return code
+        return verdict
     finally:
         osmem.stop()
         moto.stop()
+
+
+def _settings(s3_url: str, opensearch_url: str, state_dir: Path, log_format: str) -> Settings:
+    """The backfill a user would run, against the embedded servers, with moto's fake keys
+    (never the user's own credentials, whatever the environment holds)."""
+    return Settings(
+        source=SourceConfig(
+            location=S3Location(bucket=BUCKET, prefix=""),
+            endpoint_url=s3_url,
+            region=REGION,
+            concurrency=16,
+            credentials=_FAKE_KEYS,
+        ),
+        sink=SinkConfig(url=opensearch_url, max_in_flight=2, aws_region=REGION),
+        state_path=state_dir / "ledger.sqlite",
+        deadletter_path=state_dir / "deadletter.jsonl",
+        log_format=log_format,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,12 @@ class TestCorpus:
 
 class TestDemo:
     def test_demo_runs_end_to_end(self) -> None:
-        """`ct-ingest demo` starts its servers, backfills, answers its three questions and stops."""
+        """`ct-ingest demo` starts its servers, backfills, answers its three questions and stops,
+        with moto's keys passed to the library, never put into the environment."""
+        environ = dict(os.environ)
         run = cli("demo", "--events", "1500", "--log-format", "json")
         assert run.code == 0, run.stderr[-3000:]
+        assert environ == dict(os.environ)
         assert "records seen 1,500 = indexed 1,500 + dead-lettered 0 + skipped 0" in run.stdout
         for title in ("ClickOps by user", "writes by tool", "Events per service", "Failed calls"):
             assert title in run.stdout

@@ -1,0 +1,238 @@
+"""The commands around the runs: ``setup`` (templates, retention, dashboards, alerts),
+``status`` (the ledger's figures, ``ingest.ops.status``) and ``config show`` (the effective
+configuration, ``ingest.configfile.effective_options``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import typer
+
+from ingest.cli.common import EXIT_ABORTED, EXIT_CONFIG, PLAIN_HELP, environment, fail
+from ingest.cli.options import (
+    Alerts,
+    Alias,
+    AwsAuth,
+    AwsRegion,
+    CaCerts,
+    ClickopsThreshold,
+    Codec,
+    Dashboards,
+    IndexPrefix,
+    Insecure,
+    Json,
+    LogFormat,
+    Opensearch,
+    PasswordFile,
+    Profile,
+    RefreshInterval,
+    Replicas,
+    ResourcePattern,
+    RetentionDays,
+    RetryDeadline,
+    Shards,
+    ShowArgs,
+    ShowCommand,
+    State,
+    Timeout,
+    User,
+    Webhook,
+)
+from ingest.config import (
+    DEFAULT_ALIAS,
+    DEFAULT_INDEX_PREFIX,
+    DEFAULT_LOG_FORMAT,
+    DEFAULT_RETRY_DEADLINE,
+    DEFAULT_TIMEOUT,
+    IndexConfig,
+    build_sink,
+    default_ledger_path,
+)
+from ingest.errors import ConfigError, IngestError
+
+__all__ = ["config_app", "config_show", "setup", "status"]
+
+_INDEX = IndexConfig()  # the index defaults
+
+
+def setup(
+    ctx: typer.Context,
+    opensearch: Opensearch,
+    index_prefix: IndexPrefix = DEFAULT_INDEX_PREFIX,
+    alias: Alias = DEFAULT_ALIAS,
+    shards: Shards = _INDEX.shards,
+    replicas: Replicas = _INDEX.replicas,
+    refresh_interval: RefreshInterval = _INDEX.refresh_interval,
+    codec: Codec = _INDEX.codec,
+    retention_days: RetentionDays = _INDEX.retention_days,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    retry_deadline: RetryDeadline = DEFAULT_RETRY_DEADLINE,
+    insecure: Insecure = False,
+    ca_certs: CaCerts = None,
+    user: User = None,
+    password_file: PasswordFile = None,
+    aws_auth: AwsAuth = None,
+    aws_region: AwsRegion = None,
+    profile: Profile = None,
+    dashboards: Dashboards = None,
+    alerts: Alerts = False,
+    webhook: Webhook = None,
+    clickops_threshold: ClickopsThreshold = 20,
+    resource_pattern: ResourcePattern = "*:db:*prod*",
+    log_format: LogFormat = DEFAULT_LOG_FORMAT,
+) -> None:
+    """Install (or update) the index templates from mappings/, the retention policy, and on
+    request the dashboards and alert monitors."""
+    from ingest import cluster
+    from ingest.retry import call_with_retry
+    from ingest.telemetry import configure_logging
+
+    configure_logging(log_format)
+    try:
+        sink = build_sink(ctx.params, environment())
+        index = IndexConfig(
+            shards=shards,
+            replicas=replicas,
+            refresh_interval=refresh_interval,
+            codec=codec,
+            retention_days=retention_days,
+        )
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+
+    async def _go() -> tuple[str, str]:
+        client = cluster.open_client(sink)
+        try:
+            await call_with_retry(sink.retry, lambda: cluster.ping(client))
+            name = await cluster.install_template(client, sink, index)
+            return name, await cluster.install_ism_policy(client, sink, index)
+        finally:
+            await client.close()
+
+    if alerts and not webhook:
+        raise fail("--alerts needs --webhook URL (Slack, Teams or any HTTP endpoint)", EXIT_CONFIG)
+    try:
+        name, retention = asyncio.run(_go())
+    except IngestError as exc:
+        raise fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
+    typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
+    typer.echo(f"ct-ingest: {retention}")
+    if alerts and webhook:
+        from ingest.ops.alerts import install_alerts
+
+        client = cluster.open_sync_client(sink)
+        try:
+            typer.echo(
+                "ct-ingest: "
+                + install_alerts(
+                    client,
+                    webhook=webhook,
+                    alias=alias,
+                    threshold=clickops_threshold,
+                    resource_pattern=resource_pattern,
+                )
+            )
+        except Exception as exc:
+            raise fail(f"alerts: {type(exc).__name__}: {str(exc)[:300]}", EXIT_ABORTED) from None
+        finally:
+            client.close()
+    if dashboards:
+        from ingest.ops.dashboards import import_saved_objects, saved_objects
+
+        try:
+            count = import_saved_objects(
+                dashboards,
+                saved_objects(alias),
+                username=sink.username,
+                password=sink.password,
+                verify=sink.verify_certs,
+            )
+        except IngestError as exc:
+            raise fail(f"dashboards: {exc}", EXIT_ABORTED) from None
+        typer.echo(
+            f"ct-ingest: dashboards: {count} saved objects imported (overwrite) into {dashboards}"
+        )
+
+
+def status(state: State = None, as_json: Json = False) -> None:
+    """Progress of the last (or running) backfill, from the checkpoint ledger."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.ops.status import ledger_status
+
+    try:
+        info = ledger_status(state or default_ledger_path(environment()))
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    if as_json:
+        typer.echo(json.dumps(info.as_dict(), indent=2))
+        return
+    totals = info.objects
+    table = Table(title=f"ct-ingest status ({info.ledger})", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "objects done / in flight / pending / failed",
+        " / ".join(f"{totals[k]:,}" for k in ("done", "in_flight", "pending", "failed")),
+    )
+    table.add_row(
+        "events indexed / dead-lettered / skipped (all runs)",
+        f"{totals['indexed']:,} / {totals['deadlettered']:,} / {totals['skipped']:,}",
+    )
+    table.add_row("bytes of settled objects", f"{totals['bytes_done'] / 1e6:,.1f} MB")
+    if (r := info.run) is not None:
+        table.add_row(
+            "last run", f"#{r.id} {r.status} on {r.host} (pid {r.pid}), started {r.started}"
+        )
+        table.add_row("source", r.source)
+        table.add_row(
+            "this run: objects, events, MB",
+            f"{r.objects_done:,} of {r.listed:,} listed, {r.records:,}, {r.bytes / 1e6:,.1f}",
+        )
+        table.add_row("rate", f"{r.events_per_second:,.0f} events/s")
+        eta_text = "listing..." if r.status == "running" and not r.listing_done else "-"
+        table.add_row("ETA", f"{r.eta_seconds:,} s" if r.eta_seconds is not None else eta_text)
+    Console().print(table)
+    if totals["failed"]:
+        typer.echo(
+            f"{totals['failed']:,} objects failed and are not retried by a rerun: see "
+            "`ct-ingest deadletter summary`; rerun the backfill with `--retry-failed`"
+        )
+        for key in info.failed[:10]:
+            typer.echo(f"  failed: {key}")
+
+
+config_app = typer.Typer(**PLAIN_HELP, help="The effective configuration.", no_args_is_help=True)
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    command: ShowCommand = "backfill",
+    args: ShowArgs = None,
+    as_json: Json = False,
+) -> None:
+    """Every option of COMMAND with its effective value (secrets masked) and where it came from:
+    command line, environment, config file, or default."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.configfile import effective_options
+
+    try:
+        rows = effective_options(ctx.find_root(), command, args or [], environment())
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    if as_json:
+        out: list[dict[str, Any]] = [{"option": o, "value": v, "source": w} for o, v, w in rows]
+        typer.echo(json.dumps(out, default=str, indent=2))
+        return
+    table = Table(title=f"ct-ingest {command}: effective configuration")
+    for column in ("option", "value", "from"):
+        table.add_column(column)
+    for option, value, where in rows:
+        table.add_row(option, "-" if value is None else str(value), where)
+    Console().print(table)
