@@ -5,21 +5,26 @@ sent with up to ``max_in_flight`` requests at a time. Each document's fate goes 
 :class:`Owner` (the object it came from):
 
 - created (201), or already there (409 on ``create``: a replay never overwrites) → indexed;
-- 429 or 5xx for the item → sent again, alone with the other failed items, under the retry
-  policy, then dead-lettered if it still fails;
+- 429 or 5xx for the item → sent again, alone with the other failed items, after a back-off
+  during which the request slot is free for other batches; still answered so at the deadline →
+  dead-lettered ("RetriesExhausted");
 - any other item error (mapping conflicts and the like) → dead-lettered with its reason;
 - a document larger than the cap → dead-lettered at once, never into a 413 loop; a 413 for a
   whole body splits it in two.
 
-Whole-request failures (connection errors, timeouts, 429, 502/503/504) are retried under the
-one retry policy; when it gives up, :class:`~ingest.errors.SinkUnavailable` propagates and the
-run aborts with nothing acknowledged that was not indexed.
+Whole-request failures (connection errors, timeouts, 429, 502/503/504) are retried; when the
+deadline passes, :class:`~ingest.errors.SinkUnavailable` propagates and the run aborts with
+nothing acknowledged that was not indexed.
+
+All of a batch's waiting (its request retries, its item retries, both halves of every 413
+split) is under one :class:`~ingest.retry.Deadline`, created when the batch is sent, and every
+retry goes through the one policy (``ingest.retry``): ``--retry-deadline`` bounds the sink. A
+document is settled exactly once: an item is sent again only if its last answer was 429/5xx.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +36,7 @@ from ingest.adaptive import BulkController, ControllerConfig
 from ingest.config import SinkConfig
 from ingest.decode import Document
 from ingest.errors import SinkError, SinkUnavailable
-from ingest.retry import call_with_retry
+from ingest.retry import Deadline, call_with_retry, retrying
 
 __all__ = [
     "BulkClient",
@@ -50,6 +55,18 @@ _RETRY_ITEM = frozenset({429, 500, 502, 503, 504})
 
 class TooLarge(SinkError):
     """The server refused the body as too large (413)."""
+
+
+class _PushedBack(SinkUnavailable):
+    """Items of a batch were answered 429/5xx: the batch's controller sends them again. Never
+    leaves the sink."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} items answered 429/5xx")
+
+
+def _pushed_back(exc: BaseException) -> bool:
+    return isinstance(exc, _PushedBack)
 
 
 class BulkClient(Protocol):
@@ -181,34 +198,40 @@ class BulkSink:
         self._freed.set()
 
     async def _run(self, batch: list[_Item]) -> None:
-        """Send ``batch``; items answered 429/5xx go again after a back-off, during which the
-        request slot is free for other batches."""
+        """Send ``batch`` under one deadline; items answered 429/5xx go again after a back-off,
+        during which the request slot is free for other batches."""
         holding = True  # flush() acquired our slot
         policy = self._config.retry
-        pending = batch
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        deadline = policy.start()
+        started = asyncio.get_running_loop().time()
+        pending: list[_Item] = batch
+        rounds = 0
+
+        async def back_off(seconds: float) -> None:  # logged by the controller ("retrying")
+            nonlocal holding
+            self.stats.item_retries += len(pending)
+            self._release()
+            holding = False
+            await asyncio.sleep(seconds)
+            await self._acquire()
+            holding = True
+
         try:
-            for attempt in range(1, policy.attempts + 1):
-                pending = await self._send_once(pending)
-                if not pending or loop.time() - started > policy.deadline:
-                    break
-                self.stats.item_retries += len(pending)
-                delay = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
-                _log.debug(
-                    "bulk_item_retry", items=len(pending), attempt=attempt, sleep_s=round(delay, 2)
-                )
-                self._release()
-                holding = False
-                await asyncio.sleep(delay)
-                await self._acquire()
-                holding = True
-            waited = loop.time() - started
+            async for attempt in retrying(
+                policy, deadline=deadline, sleep=back_off, retry_on=_pushed_back
+            ):
+                with attempt:
+                    rounds += 1
+                    pending = await self._send(pending, deadline)
+                    if pending:
+                        raise _PushedBack(len(pending))
+        except _PushedBack:
+            waited = asyncio.get_running_loop().time() - started
             for item in pending:
                 self._reject(
                     item,
                     "RetriesExhausted",
-                    f"still answered 429/5xx after {attempt} attempts in {waited:.0f} s",
+                    f"still answered 429/5xx after {rounds} attempts in {waited:.0f} s",
                 )
         finally:  # no awaits here: this also runs while the task group cancels us
             if holding:
@@ -217,11 +240,14 @@ class BulkSink:
             if self._active == 0:
                 self._idle.set()
 
-    async def _send_once(self, batch: Sequence[_Item]) -> list[_Item]:
-        """Send ``batch`` as one body; settle what is final and return the items to retry."""
+    async def _send(self, batch: Sequence[_Item], deadline: Deadline) -> list[_Item]:
+        """Send ``batch`` as one body (both halves of it after a 413), its request retried
+        until ``deadline``; settle what is final and return the items answered 429/5xx."""
         body = b"".join(item.doc.ndjson for item in batch)
         try:
-            answer = await call_with_retry(self._config.retry, lambda: self._attempt(body))
+            answer = await call_with_retry(
+                self._config.retry, lambda: self._attempt(body), deadline=deadline
+            )
         except TooLarge:
             if len(batch) == 1:
                 self._reject(
@@ -230,7 +256,8 @@ class BulkSink:
                 return []
             self.stats.splits += 1
             half = len(batch) // 2
-            return await self._send_once(batch[:half]) + await self._send_once(batch[half:])
+            first = await self._send(batch[:half], deadline)
+            return first + await self._send(batch[half:], deadline)
         _log.debug("bulk_sent", docs=len(batch), bytes=len(body))
         retry = self._settle(batch, answer)
         if retry:

@@ -4,7 +4,9 @@ operations): an :class:`~ingest.source.ObjectStore` over a dict of keys and a
 
 from __future__ import annotations
 
+import random
 import zlib
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -91,37 +93,68 @@ class MemoryStore:
 
 
 class MemoryCluster:
-    """An in-memory implementation of the BulkClient interface with create semantics and faults."""
+    """An in-memory implementation of the BulkClient interface with create semantics and faults.
+
+    Faults, checked in this order: a body above ``max_body`` is answered 413; then the whole
+    request is answered 503 for the first ``unavailable_times`` requests, for the first
+    ``unavailable_per_body`` tries of each distinct body, and after that with probability
+    ``unavailable_rate``; then each item: 429 the first time for ``item_429_first``,
+    every time for ``item_429_always``, with probability ``item_429_rate`` for the others; 400
+    for ``reject``. ``seed`` makes the random faults repeatable. ``sent`` counts, per document
+    id, the answered requests that carried it."""
 
     def __init__(
         self,
         *,
         item_429_first: Iterable[str] = (),
+        item_429_always: Iterable[str] = (),
         reject: Iterable[str] = (),
         max_body: int | None = None,
         unavailable_times: int = 0,
+        unavailable_per_body: int = 0,
+        unavailable_rate: float = 0.0,
+        item_429_rate: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.bodies: list[int] = []
+        self.sent: Counter[str] = Counter()
         self._item_429 = set(item_429_first)
+        self._item_429_always = set(item_429_always)
         self._reject = set(reject)
         self._max_body = max_body
         self._unavailable = unavailable_times
+        self._per_body = unavailable_per_body
+        self._tries: Counter[bytes] = Counter()
+        self._unavailable_rate = unavailable_rate
+        self._item_429_rate = item_429_rate
+        self._random = random.Random(seed)
+
+    def _throttled(self, doc_id: str) -> bool:
+        if doc_id in self._item_429:
+            self._item_429.discard(doc_id)
+            return True
+        return doc_id in self._item_429_always or self._random.random() < self._item_429_rate
 
     async def bulk(self, body: bytes) -> dict[str, Any]:
+        if self._max_body is not None and len(body) > self._max_body:
+            raise TooLarge("bulk: HTTP 413")
         if self._unavailable:
             self._unavailable -= 1
             raise SinkUnavailable("bulk: HTTP 503")
-        if self._max_body is not None and len(body) > self._max_body:
-            raise TooLarge("bulk: HTTP 413")
+        self._tries[body] += 1
+        if self._tries[body] <= self._per_body:
+            raise SinkUnavailable("bulk: HTTP 503")
+        if self._random.random() < self._unavailable_rate:
+            raise SinkUnavailable("bulk: HTTP 503")
         self.bodies.append(len(body))
         lines = body.splitlines()
         items = []
         for action_line, source_line in zip(lines[::2], lines[1::2], strict=True):
             meta = orjson.loads(action_line)["create"]
             doc_id = meta["_id"]
-            if doc_id in self._item_429:
-                self._item_429.discard(doc_id)
+            self.sent[doc_id] += 1
+            if self._throttled(doc_id):
                 items.append(
                     {
                         "create": {

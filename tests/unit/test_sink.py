@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -8,7 +9,7 @@ import pytest
 
 from ingest.config import SinkConfig
 from ingest.decode import Document
-from ingest.errors import SinkUnavailable
+from ingest.errors import SinkUnavailable, root_cause
 from ingest.retry import RetryPolicy
 from ingest.sink import BulkSink, Outcome
 from ingest.testing.memory import MemoryCluster
@@ -112,3 +113,118 @@ class TestBulkSink:
             _run(cluster, [_doc(0)])
         assert info.group_contains(SinkUnavailable)
         assert cluster.docs == {}
+
+
+def _timed(
+    cluster: MemoryCluster, docs: list[Document], policy: RetryPolicy, **config: Any
+) -> tuple[Collector, float, BaseException | None]:
+    """Send ``docs`` under ``policy``: what each document became, the wall time, and the error
+    the run ended with (``None`` when it drained)."""
+    owner = Collector()
+    cfg = SinkConfig(url="http://127.0.0.1:9200", retry=policy, **config)
+
+    async def go() -> None:
+        async with asyncio.TaskGroup() as tg:
+            sink = BulkSink(cluster, cfg, tg)
+            for d in docs:
+                await sink.put(d, owner)
+            await sink.drain()
+
+    started = time.monotonic()
+    try:
+        asyncio.run(go())
+    except ExceptionGroup as group:
+        return owner, time.monotonic() - started, root_cause(group)
+    return owner, time.monotonic() - started, None
+
+
+ONE_SECOND = RetryPolicy(initial=0.05, maximum=0.25, deadline=1)
+
+
+class TestRetryDeadline:
+    def test_items_throttled_forever_are_dead_lettered_at_the_deadline(self) -> None:
+        """Items answered 429 on every try are rejected RetriesExhausted within the deadline
+        (plus a margin); the others land once and are never sent again."""
+        cluster = MemoryCluster(item_429_always={"id2", "id7"})
+        owner, elapsed, error = _timed(cluster, [_doc(i) for i in range(10)], ONE_SECOND)
+        assert error is None
+        assert elapsed < 3
+        assert {"id2": "RetriesExhausted", "id7": "RetriesExhausted"} == {
+            k: o.error_type for k, o in owner.outcomes.items() if not o.indexed
+        }
+        assert 10 == len(owner.outcomes)
+        assert all(n == 1 for k, n in cluster.sent.items() if k not in {"id2", "id7"})
+        assert cluster.sent["id2"] > 2  # retried until the deadline, not given up early
+
+    def test_a_cluster_down_for_good_aborts_within_the_deadline(self) -> None:
+        """Every request answered 503: SinkUnavailable ends the run within the deadline (plus a
+        margin), with nothing settled."""
+        cluster = MemoryCluster(unavailable_times=10**9)
+        owner, elapsed, error = _timed(
+            cluster, [_doc(i) for i in range(30)], ONE_SECOND, bulk_bytes=1000, max_in_flight=2
+        )
+        assert isinstance(error, SinkUnavailable)
+        assert elapsed < 3
+        assert {} == owner.outcomes
+
+    def test_the_halves_of_a_413_share_the_batch_deadline(self) -> None:
+        """A body split down to single documents, each answered 503 three times before it
+        lands, would need several deadlines if each half had its own: the batch's one deadline
+        ends it within a second (plus a margin)."""
+        docs = [_doc(i) for i in range(16)]
+        cluster = MemoryCluster(max_body=len(docs[0].ndjson), unavailable_per_body=3)
+        policy = RetryPolicy(initial=0.2, maximum=0.5, deadline=1)
+        owner, elapsed, error = _timed(cluster, docs, policy, bulk_bytes=100_000)
+        assert isinstance(error, SinkUnavailable)
+        assert elapsed < 3
+        assert len(owner.outcomes) < 16
+
+    def test_the_slot_is_free_while_items_wait(self) -> None:
+        """While a batch backs off for its throttled items, another batch uses the only request
+        slot: both finish within one deadline."""
+        cluster = MemoryCluster(item_429_always={"id0"})
+        docs = [_doc(i) for i in range(40)]
+        owner, elapsed, error = _timed(
+            cluster, docs, ONE_SECOND, bulk_bytes=1000, max_bulk_bytes=2000, max_in_flight=1
+        )
+        assert error is None
+        assert elapsed < 3
+        assert 39 == sum(o.indexed for o in owner.outcomes.values())
+
+
+MIXES = {
+    "429-items": {"item_429_rate": 0.4},
+    "503-requests": {"unavailable_rate": 0.4},
+    "413-splits": {"max_body": 700},
+    "everything": {
+        "item_429_rate": 0.3,
+        "unavailable_rate": 0.3,
+        "max_body": 900,
+        "item_429_always": {"id3", "id31"},
+        "reject": {"id5", "id40"},
+    },
+    "down-mid-run": {"item_429_rate": 0.3, "unavailable_rate": 0.85, "max_body": 900},
+}
+
+
+class TestSettledOnce:
+    @pytest.mark.parametrize("seed", range(4))
+    @pytest.mark.parametrize("mix", sorted(MIXES))
+    def test_no_document_is_settled_twice(self, mix: str, seed: int) -> None:
+        """Under 429 items, 503 requests and 413 splits, alone and mixed: every document is
+        settled at most once (exactly once when the run drains), nothing that landed is sent
+        again, and what was refused says why."""
+        cluster = MemoryCluster(seed=seed, **MIXES[mix])  # type: ignore[arg-type]
+        docs = [_doc(i) for i in range(60)]
+        policy = RetryPolicy(initial=0.001, maximum=0.01, deadline=0.2)
+        owner, elapsed, error = _timed(
+            cluster, docs, policy, bulk_bytes=2500, max_bulk_bytes=5000, max_in_flight=3
+        )
+        assert error is None or isinstance(error, SinkUnavailable), error
+        if error is None:
+            assert {d.doc_id for d in docs} == set(owner.outcomes)
+        assert not any(o.existed for o in owner.outcomes.values())  # a resend would be a 409
+        assert {k for k, o in owner.outcomes.items() if o.indexed} <= set(cluster.docs)
+        refused = {o.error_type for o in owner.outcomes.values() if not o.indexed}
+        assert refused <= {"RetriesExhausted", "mapper_parsing_exception"}
+        assert elapsed < 3
