@@ -86,7 +86,6 @@ def setup(
     """Install (or update) the index templates from mappings/, the retention policy, and on
     request the dashboards and alert monitors."""
     from ingest import cluster
-    from ingest.retry import call_with_retry
     from ingest.telemetry import configure_logging
 
     configure_logging(log_format)
@@ -105,7 +104,7 @@ def setup(
     async def _go() -> tuple[str, str]:
         client = cluster.open_client(sink)
         try:
-            await call_with_retry(sink.retry, lambda: cluster.ping(client))
+            await cluster.ping(client, sink.retry)
             name = await cluster.install_template(client, sink, index)
             return name, await cluster.install_ism_policy(client, sink, index)
         finally:

@@ -254,7 +254,6 @@ def deadletter_replay(
     is removed from the file, what is still refused stays with its new reason."""
     from ingest import cluster
     from ingest.ops.replay import replay
-    from ingest.retry import call_with_retry
     from ingest.sink import OpenSearchBulkClient
     from ingest.telemetry import configure_logging
 
@@ -267,7 +266,7 @@ def deadletter_replay(
     async def _go() -> Any:
         client = cluster.open_client(sink)
         try:
-            await call_with_retry(sink.retry, lambda: cluster.ping(client))
+            await cluster.ping(client, sink.retry)
             await cluster.ensure_template(client, sink)
             return await replay(path, sink, OpenSearchBulkClient(client))
         finally:
