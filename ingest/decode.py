@@ -4,6 +4,10 @@ Pure and synchronous, so it runs in worker processes (see ``ingest.engine``) and
 unit-tested with literal records. Nothing here raises for bad input: an object that cannot be
 read becomes a :class:`Decoded` with ``failed`` set, and a record that cannot become a document
 becomes a :class:`Rejected` entry, both destined for the dead-letter.
+
+A record's fate (skipped by rule, rejected, or which index and ``_id``) is decided once, by
+:func:`plan_record`; :func:`decode_object` (the backfill) and :func:`expected_documents`
+(``ct-ingest verify``) both ask it, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -26,13 +31,16 @@ __all__ = [
     "Decoded",
     "Document",
     "Expected",
+    "Planned",
     "Rejected",
+    "Skip",
     "decode_object",
     "document_for",
     "document_id",
     "exclusion_matcher",
     "expected_documents",
     "index_name",
+    "plan_record",
     "shape_record",
     "to_document",
 ]
@@ -75,6 +83,22 @@ class Decoded:
     failed: bool = False
 
 
+@dataclass(slots=True)  # one per record: neither frozen nor a NamedTuple, both slower to build
+class Planned:
+    """Where a record goes: its monthly index and ``_id``, and its ``eventTime`` (the
+    document's ``@timestamp``)."""
+
+    index_name: str
+    doc_id: str
+    event_time: str
+
+
+class Skip(Enum):
+    """A record an ``exclude`` rule matches: counted as skipped, neither indexed nor rejected."""
+
+    BY_RULE = "skipped by rule"
+
+
 class _BadRecord(Exception):
     def __init__(self, error_type: str, reason: str) -> None:
         super().__init__(reason)
@@ -91,19 +115,46 @@ def document_id(record: dict[str, Any]) -> str:
     return f"sha256-{digest[:40]}"
 
 
-def _event_time(record: dict[str, Any]) -> tuple[str, datetime]:
-    value = record.get("eventTime")
-    if value is None:
-        raise _BadRecord("MissingEventTime", "record has no eventTime")
-    if not isinstance(value, str):
-        raise _BadRecord("BadEventTime", f"eventTime is a {type(value).__name__}, not a string")
+def _place(record: Any, index_prefix: str, record_index: int) -> Planned | Rejected:
+    """Where a record not skipped by rule goes (the monthly index of its ``eventTime``, its
+    ``_id``), or why it cannot go anywhere: every rule of a record's fate but exclusion."""
+    if not isinstance(record, dict):
+        reason = f"record is a {type(record).__name__}, not an object"
+        return Rejected(record_index, "NotAnObject", reason, record)
+    stamp = record.get("eventTime")
+    if stamp is None:
+        return Rejected(record_index, "MissingEventTime", "record has no eventTime", record)
+    if not isinstance(stamp, str):
+        reason = f"eventTime is a {type(stamp).__name__}, not a string"
+        return Rejected(record_index, "BadEventTime", reason, record)
     try:
-        when = datetime.fromisoformat(value)
+        when = datetime.fromisoformat(stamp)
     except ValueError:
-        raise _BadRecord("BadEventTime", f"eventTime {value[:64]!r} is not ISO-8601") from None
+        reason = f"eventTime {stamp[:64]!r} is not ISO-8601"
+        return Rejected(record_index, "BadEventTime", reason, record)
     if when.tzinfo is None:
-        raise _BadRecord("BadEventTime", f"eventTime {value[:64]!r} has no time zone")
-    return value, when
+        reason = f"eventTime {stamp[:64]!r} has no time zone"
+        return Rejected(record_index, "BadEventTime", reason, record)
+    index = f"{index_prefix}{when.year:04d}.{when.month:02d}"
+    return Planned(index, document_id(record), stamp)
+
+
+def plan_record(
+    record: Any,
+    index_prefix: str,
+    excluded: re.Pattern[str] | None = None,
+    record_index: int = 0,
+) -> Planned | Rejected | Skip:
+    """A record's fate, decided without building its document: skipped by the ``excluded``
+    rule (see :func:`exclusion_matcher`), rejected and why, or the index and ``_id`` it goes
+    to. :func:`decode_object` and :func:`expected_documents` both decide by this alone."""
+    if (
+        excluded is not None
+        and isinstance(record, dict)
+        and excluded.match(f"{record.get('eventSource')}:{record.get('eventName')}")
+    ):
+        return Skip.BY_RULE
+    return _place(record, index_prefix, record_index)
 
 
 # Fields inside the variable-shape payloads that the template maps explicitly (for CloudTracker
@@ -209,10 +260,16 @@ def clean_payload_keys(doc: dict[str, Any]) -> list[str]:
     return renamed
 
 
+def _placed(record: dict[str, Any], index_prefix: str) -> Planned:
+    plan = _place(record, index_prefix, 0)
+    if isinstance(plan, Rejected):
+        raise _BadRecord(plan.error_type, plan.reason)
+    return plan
+
+
 def index_name(record: dict[str, Any], index_prefix: str) -> str:
     """The monthly index of a record (raises ``_BadRecord`` without a usable eventTime)."""
-    _, when = _event_time(record)
-    return f"{index_prefix}{when.year:04d}.{when.month:02d}"
+    return _placed(record, index_prefix).index_name
 
 
 def shape_record(
@@ -220,7 +277,15 @@ def shape_record(
 ) -> tuple[str, dict[str, Any], bool]:
     """The index name, the enriched document, and whether enrichment had a failure (raises
     ``_BadRecord`` when the record cannot be indexed at all)."""
-    stamp, when = _event_time(record)
+    plan = _placed(record, index_prefix)
+    doc, enrich_failed = _shape(record, plan.event_time, object_key)
+    return plan.index_name, doc, enrich_failed
+
+
+def _shape(
+    record: dict[str, Any], stamp: str, object_key: str | None
+) -> tuple[dict[str, Any], bool]:
+    """The enriched document of a record that has a place, and whether enrichment failed."""
     doc = dict(record)
     doc["@timestamp"] = stamp
     extra = enrich(record)
@@ -233,7 +298,7 @@ def shape_record(
         extra.ct["object"] = object_key
     doc["ct"] = extra.ct
     doc.update(extra.ecs)
-    return f"{index_prefix}{when.year:04d}.{when.month:02d}", doc, bool(extra.errors)
+    return doc, bool(extra.errors)
 
 
 @lru_cache(maxsize=16)
@@ -246,7 +311,7 @@ def exclusion_matcher(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
 
 
-def _load_json(key: str, data: bytes) -> tuple[Any, int]:
+def _load_json(data: bytes) -> tuple[Any, int]:
     if not data:
         raise _BadRecord("EmptyObject", "object is empty (0 bytes)")
     if data[:2] == _GZIP_MAGIC:
@@ -264,6 +329,16 @@ def _load_json(key: str, data: bytes) -> tuple[Any, int]:
         raise _BadRecord("BadJson", f"invalid JSON: {exc}") from None
 
 
+def _records_of(body: Any) -> list[Any]:
+    """The ``Records`` array of a parsed log file (raises ``_BadRecord`` when there is none)."""
+    if not isinstance(body, dict) or "Records" not in body:
+        raise _BadRecord("NoRecords", "JSON has no top-level Records array")
+    records = body["Records"]
+    if not isinstance(records, list):
+        raise _BadRecord("NoRecords", f"Records is a {type(records).__name__}, not an array")
+    return records
+
+
 def decode_object(
     key: str, data: bytes, *, index_prefix: str = "cloudtrail-", exclude: tuple[str, ...] = ()
 ) -> Decoded:
@@ -273,12 +348,8 @@ def decode_object(
     """
     out = Decoded(key=key)
     try:
-        body, out.json_bytes = _load_json(key, data)
-        if not isinstance(body, dict) or "Records" not in body:
-            raise _BadRecord("NoRecords", "JSON has no top-level Records array")
-        records = body["Records"]
-        if not isinstance(records, list):
-            raise _BadRecord("NoRecords", f"Records is a {type(records).__name__}, not an array")
+        body, out.json_bytes = _load_json(data)
+        records = _records_of(body)
     except _BadRecord as bad:
         out.failed = True
         out.rejected.append(Rejected(None, bad.error_type, bad.reason))
@@ -287,38 +358,30 @@ def decode_object(
     out.records = len(records)
     excluded = exclusion_matcher(exclude)
     for i, record in enumerate(records):
-        if (
-            excluded
-            and isinstance(record, dict)
-            and excluded.match(f"{record.get('eventSource')}:{record.get('eventName')}")
-        ):
+        plan = plan_record(record, index_prefix, excluded, i)
+        if isinstance(plan, Planned):
+            doc, enrich_failed = _shape(record, plan.event_time, key)
+            out.enrich_failed += enrich_failed
+            out.documents.append(document_for(plan.doc_id, plan.index_name, i, doc))
+            if plan.event_time > out.newest_event:
+                out.newest_event = plan.event_time
+        elif isinstance(plan, Rejected):
+            out.rejected.append(plan)
+        else:
             out.skipped += 1
-            continue
-        made = to_document(record, index_prefix, i, key)
-        if isinstance(made, Rejected):
-            out.rejected.append(made)
-            continue
-        doc, enrich_failed = made
-        out.enrich_failed += enrich_failed
-        out.documents.append(doc)
-        stamp = record["eventTime"]
-        if stamp > out.newest_event:
-            out.newest_event = stamp
     return out
 
 
 def to_document(
     record: Any, index_prefix: str, record_index: int, object_key: str | None = None
 ) -> tuple[Document, bool] | Rejected:
-    """One record as a ready bulk action (and whether enrichment failed), or why it cannot be."""
-    if not isinstance(record, dict):
-        reason = f"record is a {type(record).__name__}, not an object"
-        return Rejected(record_index, "NotAnObject", reason, record)
-    try:
-        index, doc, enrich_failed = shape_record(record, index_prefix, object_key)
-    except _BadRecord as bad:
-        return Rejected(record_index, bad.error_type, bad.reason, record)
-    return document_for(document_id(record), index, record_index, doc), enrich_failed
+    """One record as a ready bulk action (and whether enrichment failed), or why it cannot be.
+    No exclusion rule applies (a record handed in explicitly, e.g. by ``deadletter replay``)."""
+    plan = _place(record, index_prefix, record_index)
+    if isinstance(plan, Rejected):
+        return plan
+    doc, enrich_failed = _shape(record, plan.event_time, object_key)
+    return document_for(plan.doc_id, plan.index_name, record_index, doc), enrich_failed
 
 
 def document_for(doc_id: str, index: str, record_index: int, source: dict[str, Any]) -> Document:
@@ -341,27 +404,21 @@ class Expected:
 def expected_documents(
     key: str, data: bytes, *, index_prefix: str = "cloudtrail-", exclude: tuple[str, ...] = ()
 ) -> Expected:
-    """The (index, _id) every record of an object maps to, by the same rules as
+    """The (index, _id) every record of an object maps to, by :func:`plan_record` like
     :func:`decode_object` but without enrichment: the ground truth ``ct-ingest verify`` uses."""
     out = Expected(key)
     try:
-        body, _ = _load_json(key, data)
-        records = body.get("Records") if isinstance(body, dict) else None
-        if not isinstance(records, list):
-            raise _BadRecord("NoRecords", "no Records array")
+        records = _records_of(_load_json(data)[0])
     except _BadRecord as bad:
         out.failed = f"{bad.error_type}: {bad.reason}"
         return out
     excluded = exclusion_matcher(exclude)
     for i, record in enumerate(records):
-        if not isinstance(record, dict):
+        plan = plan_record(record, index_prefix, excluded, i)
+        if isinstance(plan, Planned):
+            out.ids.append((plan.index_name, plan.doc_id, i))
+        elif isinstance(plan, Rejected):
             out.rejected.append(i)
-            continue
-        if excluded and excluded.match(f"{record.get('eventSource')}:{record.get('eventName')}"):
+        else:
             out.skipped += 1
-            continue
-        try:
-            out.ids.append((index_name(record, index_prefix), document_id(record), i))
-        except _BadRecord:
-            out.rejected.append(i)
     return out
