@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from ingest.config import DEFAULT_INDEX_PREFIX
 from ingest.enrich import enrich
 
 __all__ = [
@@ -340,7 +341,11 @@ def _records_of(body: Any) -> list[Any]:
 
 
 def decode_object(
-    key: str, data: bytes, *, index_prefix: str = "cloudtrail-", exclude: tuple[str, ...] = ()
+    key: str,
+    data: bytes,
+    *,
+    index_prefix: str = DEFAULT_INDEX_PREFIX,
+    exclude: tuple[str, ...] = (),
 ) -> Decoded:
     """Gunzip, parse and shape every record of one CloudTrail log file.
 
@@ -402,7 +407,11 @@ class Expected:
 
 
 def expected_documents(
-    key: str, data: bytes, *, index_prefix: str = "cloudtrail-", exclude: tuple[str, ...] = ()
+    key: str,
+    data: bytes,
+    *,
+    index_prefix: str = DEFAULT_INDEX_PREFIX,
+    exclude: tuple[str, ...] = (),
 ) -> Expected:
     """The (index, _id) every record of an object maps to, by :func:`plan_record` like
     :func:`decode_object` but without enrichment: the ground truth ``ct-ingest verify`` uses."""

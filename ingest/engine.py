@@ -198,7 +198,6 @@ class _Pipeline:
             self.settings.filters,
             emit,
             concurrency=self.settings.source.concurrency,
-            retry=self.settings.source.retry,
             stats=self.stats.listing,
         )
 

@@ -21,7 +21,6 @@ import structlog
 
 from ingest.config import Filters
 from ingest.layout import AWSLOGS, Level, TrailKind, is_account, is_org, is_region, parse_log_key
-from ingest.retry import RetryPolicy
 from ingest.source import ObjectRef, ObjectStore, Page
 
 __all__ = [
@@ -230,13 +229,10 @@ async def list_log_objects(
     emit: Emit,
     *,
     concurrency: int = 32,
-    retry: RetryPolicy | None = None,
     stats: ListingStats | None = None,
 ) -> ListingStats:
-    """Walk the CloudTrail tree under ``prefix`` and ``emit`` every log file the filters keep.
-
-    ``retry`` is ignored, kept for the callers that still pass it: the store retries its own
-    calls under the source's policy."""
+    """Walk the CloudTrail tree under ``prefix`` and ``emit`` every log file the filters keep
+    (the store retries its own calls under the source's policy)."""
     stats = stats if stats is not None else ListingStats()
     walker = _Walker(store, filters, concurrency, stats)
     await walker.walk(prefix, Level.FILE, partial(_files, walker, emit))

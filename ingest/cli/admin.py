@@ -133,8 +133,8 @@ def setup(
                     resource_pattern=resource_pattern,
                 )
             )
-        except Exception as exc:
-            raise fail(f"alerts: {type(exc).__name__}: {str(exc)[:300]}", EXIT_ABORTED) from None
+        except IngestError as exc:
+            raise fail(f"alerts: {exc}", EXIT_ABORTED) from None
         finally:
             client.close()
     if dashboards:

@@ -97,8 +97,8 @@ def _report(sink: SinkConfig, make: Callable[[Any], Any], fmt: str, output: Path
     client = cluster.open_sync_client(sink)
     try:
         result = make(client)
-    except Exception as exc:
-        raise fail(f"report failed: {type(exc).__name__}: {str(exc)[:300]}", EXIT_ABORTED) from None
+    except IngestError as exc:
+        raise fail(f"report failed: {exc}", EXIT_ABORTED) from None
     finally:
         client.close()
     text = render(result, fmt)

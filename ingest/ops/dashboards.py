@@ -12,13 +12,14 @@ import uuid
 from importlib import resources
 from typing import Any
 
+from ingest.config import DEFAULT_ALIAS
 from ingest.errors import IngestError, SinkError, SinkUnavailable
 from ingest.errors import boundary as error_boundary
 
 __all__ = ["import_saved_objects", "saved_objects"]
 
 
-def saved_objects(alias: str = "cloudtrail") -> list[dict[str, Any]]:
+def saved_objects(alias: str = DEFAULT_ALIAS) -> list[dict[str, Any]]:
     """The saved objects, with the index pattern pointed at ``alias``."""
     text = (
         resources.files("ingest.mappings").joinpath("dashboards", "cloudtrail.ndjson").read_text()

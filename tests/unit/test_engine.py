@@ -43,7 +43,7 @@ def _record(event_id: str, **over: Any) -> dict[str, Any]:
 
 
 def _file(*records: object) -> bytes:
-    return gzip.compress(orjson.dumps({"Records": list(records)}))
+    return gzip.compress(orjson.dumps({"Records": list(records)}), mtime=0)
 
 
 def _archive() -> dict[str, bytes]:
