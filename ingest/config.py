@@ -56,6 +56,7 @@ __all__ = [
     "default_ledger_path",
     "default_state_dir",
     "from_environment",
+    "orchestrator_shard",
     "parse_day",
     "parse_location",
     "parse_shard",
@@ -337,6 +338,24 @@ def read_password(
     return env.get("CT_INGEST_PASSWORD") or None
 
 
+# The orchestrators' own index variables: (index, count) of Kubernetes Indexed Jobs (the
+# manifest passes the completion count, which Kubernetes does not) and AWS Batch array jobs.
+_ORCHESTRATOR_SHARDS = (
+    ("JOB_COMPLETION_INDEX", "JOB_COMPLETIONS"),
+    ("AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ARRAY_SIZE"),
+)
+
+
+def orchestrator_shard(env: Mapping[str, str]) -> str | None:
+    """``I/N`` from an Indexed Job's or an array job's variables in ``env``, or ``None``."""
+    for index, count in _ORCHESTRATOR_SHARDS:
+        if env.get(index):
+            if not env.get(count):
+                raise ConfigError(f"{index} is set but {count} is not: pass --shard I/N")
+            return f"{env[index]}/{env[count]}"
+    return None
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``I/N`` → (I, N)."""
     try:
@@ -438,7 +457,8 @@ def build_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> Settin
     """A run's settings from a command's parsed options: ``source`` (required), the options of
     :func:`build_sink`, and ``state``, ``deadletter``, ``since``, ``until``, ``account``,
     ``region``, ``include_insight``, ``exclude``, ``concurrency``, ``workers``, ``log_format``,
-    ``backfill_mode``, ``retry_failed``, ``drain_seconds``, ``shard`` (``I/N``),
+    ``backfill_mode``, ``retry_failed``, ``drain_seconds``, ``shard`` (``I/N``; when the
+    command has the option but it is not given, from :func:`orchestrator_shard`),
     ``inflight_mib``. ``env`` is the process environment (``AWS_ENDPOINT_URL_S3``,
     ``XDG_STATE_HOME``, ``CT_INGEST_PASSWORD``); nothing here reads ``os.environ``."""
     environment = from_environment(env)
@@ -446,6 +466,8 @@ def build_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> Settin
     location = parse_location(_required(options, "source", "a source (s3://BUCKET or a directory)"))
     state = _path(options, "state") or default_state_dir(environment) / "ledger.sqlite"
     since, until, shard = (_text(options, k) for k in ("since", "until", "shard"))
+    if shard is None and "shard" in options:  # a command that shards, without --shard
+        shard = orchestrator_shard(env)
     cpus = os.cpu_count() or 1
     return Settings(
         source=SourceConfig(

@@ -24,6 +24,7 @@ from ingest.layout import AWSLOGS, Level, TrailKind, is_account, is_org, is_regi
 from ingest.source import ObjectRef, ObjectStore, Page
 
 __all__ = [
+    "DayHooks",
     "Emit",
     "ListingStats",
     "RegionPrefix",
@@ -145,6 +146,16 @@ def _start(prefix: str, f: Filters) -> tuple[str, _Where] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class DayHooks:
+    """What a caller that keeps its own progress by day (``enqueue``) hears from the walk:
+    ``skip(prefix)`` before a day prefix is listed (True: leave it out), and ``listed(prefix)``
+    once every one of its log files has been emitted."""
+
+    skip: Callable[[str], bool]
+    listed: Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
 class RegionPrefix:
     """Where one account's trail writes for one region: ``.../CloudTrail/REGION/``."""
 
@@ -157,10 +168,16 @@ class _Walker:
     """Lists the tree level by level with a bounded number of requests in flight."""
 
     def __init__(
-        self, store: ObjectStore, filters: Filters, concurrency: int, stats: ListingStats
+        self,
+        store: ObjectStore,
+        filters: Filters,
+        concurrency: int,
+        stats: ListingStats,
+        days: DayHooks | None = None,
     ) -> None:
         self.store, self.filters, self.stats = store, filters, stats
         self.gate = asyncio.Semaphore(concurrency)
+        self.days = days
 
     async def page(
         self,
@@ -230,11 +247,13 @@ async def list_log_objects(
     *,
     concurrency: int = 32,
     stats: ListingStats | None = None,
+    days: DayHooks | None = None,
 ) -> ListingStats:
     """Walk the CloudTrail tree under ``prefix`` and ``emit`` every log file the filters keep
-    (the store retries its own calls under the source's policy)."""
+    (the store retries its own calls under the source's policy); ``days`` hears of each day
+    prefix."""
     stats = stats if stats is not None else ListingStats()
-    walker = _Walker(store, filters, concurrency, stats)
+    walker = _Walker(store, filters, concurrency, stats, days)
     await walker.walk(prefix, Level.FILE, partial(_files, walker, emit))
     stats.done = True
     _log.info(
@@ -254,6 +273,8 @@ async def _files(
 ) -> None:
     """Emit the log files directly under the day prefix ``p``."""
     stats = walker.stats
+    if walker.days is not None and walker.days.skip(p):
+        return
     stats.day_prefixes += 1
     token: str | None = None
     while True:
@@ -267,6 +288,8 @@ async def _files(
             await emit(ref)
         token = pg.next_token
         if not token:
+            if walker.days is not None:
+                walker.days.listed(p)
             return
 
 

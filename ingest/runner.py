@@ -50,7 +50,8 @@ async def run_tail(settings: Settings, tail: TailConfig) -> RunStats:
 def build_tail(options: Mapping[str, Any], env: Mapping[str, str]) -> TailConfig:
     """``tail``'s own settings from its parsed options (``source``, ``since``,
     ``poll_interval``, ``rewind_minutes``, ``rediscover_minutes``, ``sqs_queue_url``,
-    ``sqs_wait_seconds``, ``sqs_visibility``, ``metrics_port``, ``unhealthy_after``; missing
+    ``sqs_wait_seconds``, ``sqs_visibility``, ``exit_when_idle``, ``metrics_port``,
+    ``unhealthy_after``; missing
     ones take :class:`TailConfig`'s defaults) and the SQS endpoint of ``env``. Its ``since`` is
     where reading starts (a timestamp), not the backfill's day filter: build the run's
     :class:`Settings` without it."""
@@ -67,6 +68,9 @@ def build_tail(options: Mapping[str, Any], env: Mapping[str, str]) -> TailConfig
         raise ConfigError("--sqs-queue-url needs an s3:// source")
     if poll_interval <= 0 or rewind < 0:
         raise ConfigError("--poll-interval must be positive and --rewind-minutes not negative")
+    idle = get("exit_when_idle")
+    if idle is not None and (not queue or idle <= 0):
+        raise ConfigError("--exit-when-idle needs --sqs-queue-url and a positive number of seconds")
     if since and queue:
         raise ConfigError(
             f"--since {since!r} applies to polling; with --sqs-queue-url the queue's "
@@ -81,6 +85,7 @@ def build_tail(options: Mapping[str, Any], env: Mapping[str, str]) -> TailConfig
         sqs_endpoint_url=from_environment(env).sqs_endpoint_url,
         sqs_wait_seconds=get("sqs_wait_seconds", default.sqs_wait_seconds),
         sqs_visibility=get("sqs_visibility", default.sqs_visibility),
+        exit_when_idle=idle,
         metrics_port=get("metrics_port"),
         unhealthy_after=get("unhealthy_after", default.unhealthy_after),
     )

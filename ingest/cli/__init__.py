@@ -2,7 +2,8 @@
 and exit codes decided.
 
 The commands are thin adapters (parse, build settings, call the library, map the outcome to
-an exit code): :mod:`ingest.cli.run` (backfill, tail, verify, demo), :mod:`ingest.cli.admin`
+an exit code): :mod:`ingest.cli.run` (backfill, tail, verify, demo), :mod:`ingest.cli.fleet`
+(enqueue), :mod:`ingest.cli.admin`
 (setup, status, config show) and :mod:`ingest.cli.reports` (report, deadletter); every option
 is declared once, in :mod:`ingest.cli.options`; exit codes and the environment are in
 :mod:`ingest.cli.common`.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from ingest.cli import admin, reports, run
+from ingest.cli import admin, fleet, reports, run
 from ingest.cli.common import (
     EXIT_ABORTED,
     EXIT_CONFIG,
@@ -62,6 +63,7 @@ def _root(ctx: typer.Context, version: Version = False, config: ConfigFile = Non
 app.command()(run.backfill)
 app.command()(admin.setup)
 app.command()(run.tail)
+app.command()(fleet.enqueue)
 app.command()(admin.status)
 app.command()(run.verify)
 app.add_typer(reports.report_app, name="report")

@@ -35,6 +35,7 @@ from ingest.cli.options import (
     Shards,
     ShowArgs,
     ShowCommand,
+    SqsQueueUrl,
     State,
     Timeout,
     User,
@@ -49,8 +50,10 @@ from ingest.config import (
     IndexConfig,
     build_sink,
     default_ledger_path,
+    from_environment,
 )
 from ingest.errors import ConfigError, IngestError
+from ingest.retry import RetryPolicy
 
 __all__ = ["config_app", "config_show", "setup", "status"]
 
@@ -155,13 +158,33 @@ def setup(
         )
 
 
-def status(state: State = None, as_json: Json = False) -> None:
-    """Progress of the last (or running) backfill, from the checkpoint ledger."""
+def status(
+    ctx: typer.Context,
+    state: State = None,
+    as_json: Json = False,
+    sqs_queue_url: SqsQueueUrl = None,
+    opensearch: Opensearch = "",
+    alias: Alias = DEFAULT_ALIAS,
+    user: User = None,
+    password_file: PasswordFile = None,
+    aws_auth: AwsAuth = None,
+    aws_region: AwsRegion = None,
+    profile: Profile = None,
+    insecure: Insecure = False,
+    ca_certs: CaCerts = None,
+    retry_deadline: RetryDeadline = DEFAULT_RETRY_DEADLINE,
+) -> None:
+    """Progress of the last (or running) backfill, from the checkpoint ledger; with
+    --sqs-queue-url, of a fleet of workers: the queue's depth, its dead-letter queue and (with
+    --opensearch) the index's documents."""
     from rich.console import Console
     from rich.table import Table
 
     from ingest.ops.status import ledger_status
 
+    if sqs_queue_url:
+        _queue_status(ctx, sqs_queue_url, as_json=as_json)
+        return
     try:
         info = ledger_status(state or default_ledger_path(environment()))
     except ConfigError as exc:
@@ -202,6 +225,46 @@ def status(state: State = None, as_json: Json = False) -> None:
         )
         for key in info.failed[:10]:
             typer.echo(f"  failed: {key}")
+
+
+def _queue_status(ctx: typer.Context, url: str, *, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.ops.status import queue_status
+
+    env = environment()
+    try:
+        sink = build_sink(ctx.params, env) if ctx.params.get("opensearch") else None
+        retry = RetryPolicy.within(ctx.params["retry_deadline"])
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    try:
+        info = asyncio.run(
+            queue_status(
+                url,
+                retry=retry,
+                endpoint_url=from_environment(env).sqs_endpoint_url,
+                region=ctx.params.get("aws_region"),
+                profile=ctx.params.get("profile"),
+                sink=sink,
+            )
+        )
+    except IngestError as exc:
+        raise fail(f"status: {exc}", EXIT_ABORTED) from None
+    if as_json:
+        typer.echo(json.dumps(info.as_dict(), indent=2))
+        return
+    table = Table(title=f"ct-ingest status ({url})", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("messages waiting / in flight / delayed", f"{info.waiting:,} / "
+                  f"{info.in_flight:,} / {info.delayed:,}")  # fmt: skip
+    dead = "no redrive policy" if info.dead_letter is None else f"{info.dead_letter:,}"
+    table.add_row("messages on the dead-letter queue", dead)
+    if info.documents is not None:
+        table.add_row(f"documents in {info.alias}", f"{info.documents:,}")
+    Console().print(table)
 
 
 config_app = typer.Typer(**PLAIN_HELP, help="The effective configuration.", no_args_is_help=True)

@@ -42,7 +42,9 @@ __all__ = [
     "DemoSeed",
     "DrainSeconds",
     "Exclude",
+    "ExitWhenIdle",
     "Format",
+    "Fresh",
     "Gzip",
     "IamDetails",
     "IamUser",
@@ -52,6 +54,7 @@ __all__ = [
     "Insecure",
     "Json",
     "KeepRunning",
+    "KeysPerMessage",
     "LogFormat",
     "MaxBulkMib",
     "MaxInFlight",
@@ -271,7 +274,16 @@ SqsQueueUrl = Annotated[
     str | None,
     _option(
         "--sqs-queue-url",
-        help="Consume S3 event notifications from this queue instead of polling.",
+        help="SQS queue of S3 event notifications: tail consumes it instead of polling, "
+        "enqueue fills it, status reports its depth.",
+    ),
+]
+ExitWhenIdle = Annotated[
+    float | None,
+    _option(
+        "--exit-when-idle",
+        help="With --sqs-queue-url: exit 0 once the queue has been empty (nothing waiting or in "
+        "flight) this many seconds, e.g. as a Job.",
     ),
 ]
 SqsWaitSeconds = Annotated[
@@ -290,6 +302,24 @@ UnhealthyAfter = Annotated[
     _option(
         "--unhealthy-after",
         help="/healthz fails when S3 or OpenSearch are unreachable this long.",
+    ),
+]
+
+# -- enqueue ---------------------------------------------------------------------------------------
+KeysPerMessage = Annotated[
+    int,
+    _option(
+        "--keys-per-message",
+        help="Object keys per SQS message, at most 500 (a message also stays under 25 KiB, so "
+        "ten fit one send_message_batch).",
+    ),
+]
+Fresh = Annotated[
+    bool,
+    _option(
+        "--fresh",
+        help="Forget which days earlier runs sent to this queue and send every key again.",
+        env=None,
     ),
 ]
 

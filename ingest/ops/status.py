@@ -1,7 +1,8 @@
-"""``ct-ingest status``: progress of the last (or running) run, from the checkpoint ledger alone.
+"""``ct-ingest status``: progress of the last (or running) run, from the checkpoint ledger alone;
+or, for a fleet of workers, from its queue and the index (:func:`queue_status`).
 
-The figures are plain values (:class:`LedgerStatus`, :class:`RunFigures`); the CLI renders them
-as a table or as JSON (:meth:`LedgerStatus.as_dict`).
+The figures are plain values (:class:`LedgerStatus`, :class:`RunFigures`,
+:class:`QueueFigures`); the CLI renders them as a table or as JSON (``as_dict``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest import cluster
 from ingest.checkpoint import Ledger, RunRow, Status
+from ingest.config import SinkConfig
 from ingest.errors import ConfigError
+from ingest.queue import open_queue
+from ingest.retry import RetryPolicy
 
-__all__ = ["FAILED_KEYS", "LedgerStatus", "RunFigures", "ledger_status"]
+__all__ = [
+    "FAILED_KEYS",
+    "LedgerStatus",
+    "QueueFigures",
+    "RunFigures",
+    "ledger_status",
+    "queue_status",
+]
 
 FAILED_KEYS = 100  # failed objects named, at most
 
@@ -102,4 +114,63 @@ def _figures(run: RunRow, totals: dict[str, int], now: float) -> RunFigures:
         bytes=run.bytes,
         events_per_second=round(run.records / elapsed, 1),
         eta_seconds=eta,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """A fleet's progress: the queue's approximate counts (SQS's attributes, up to a minute
+    old), its redrive policy's dead-letter queue, and the documents behind the index alias."""
+
+    queue: str
+    waiting: int
+    in_flight: int
+    delayed: int
+    dead_letter_queue: str | None  # None: the queue has no redrive policy
+    dead_letter: int | None
+    alias: str | None
+    documents: int | None  # None: no --opensearch given
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def queue_status(
+    url: str,
+    *,
+    retry: RetryPolicy,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    sink: SinkConfig | None = None,
+) -> QueueFigures:
+    """The depth of the queue at ``url`` and of its dead-letter queue, and with ``sink`` the
+    number of documents behind its alias."""
+    async with open_queue(
+        url, retry=retry, endpoint_url=endpoint_url, region=region, profile=profile
+    ) as queue:
+        depth = await queue.depth()
+        dlq = await queue.dead_letter()
+        dead = await dlq.depth() if dlq is not None else None
+    documents = None
+    if sink is not None:
+        client = cluster.open_client(sink)
+        try:
+            answer = await cluster.call(
+                f"count {sink.alias}",
+                lambda: client.count(index=sink.alias, params={"ignore_unavailable": "true"}),
+                sink.retry,
+            )
+            documents = int(answer["count"])
+        finally:
+            await client.close()
+    return QueueFigures(
+        queue=url,
+        waiting=depth.waiting,
+        in_flight=depth.in_flight,
+        delayed=depth.delayed,
+        dead_letter_queue=dlq.url if dlq is not None else None,
+        dead_letter=(dead.waiting + dead.in_flight + dead.delayed) if dead is not None else None,
+        alias=sink.alias if sink is not None else None,
+        documents=documents,
     )

@@ -14,7 +14,11 @@ settings and health, :mod:`ingest.tail.wiring` plugs them into a run (``ingest.r
 - **SQS**: S3 event notifications (direct, SNS-wrapped, EventBridge, or CloudTrail's own SNS
   delivery notice) name the objects; a message is deleted only once every object it names is
   settled, its visibility is extended while they are processed, and a message that cannot be
-  understood is left for the queue's redrive policy. Several processes can share one queue.
+  understood is left for the queue's redrive policy. Several processes can share one queue
+  (a fleet of workers fed by ``ct-ingest enqueue``, whose messages carry the objects' sizes and
+  ETags, so no HEAD is sent for them); at the end of a run what is settled is deleted (in
+  batches of ten) and what is held is released, and ``exit_when_idle`` ends a run once the
+  queue has stayed empty that long.
   Every SQS call and every HEAD goes through the source's retry policy. A notified object that
   is gone or unreadable (a terminal error on HEAD) goes to the fetch stage like any other, which
   dead-letters it and settles it as failed, so its message is deleted; an object S3 does not
@@ -23,15 +27,16 @@ settings and health, :mod:`ingest.tail.wiring` plugs them into a run (``ingest.r
 
 from ingest.tail.config import Health, TailConfig, parse_since
 from ingest.tail.polling import poller
-from ingest.tail.sqs import parse_notification, sqs_consumer
+from ingest.tail.sqs import SqsConsumer, notification_bodies, parse_notification
 from ingest.tail.wiring import open_tail
 
 __all__ = [
     "Health",
+    "SqsConsumer",
     "TailConfig",
+    "notification_bodies",
     "open_tail",
     "parse_notification",
     "parse_since",
     "poller",
-    "sqs_consumer",
 ]

@@ -31,6 +31,7 @@ class TailConfig:
     metrics_port: int | None = None
     unhealthy_after: float = 120.0
     since: datetime | None = None  # where prefixes with nothing settled start; None: a day ago
+    exit_when_idle: float | None = None  # SQS: end once the queue has been empty this long
 
 
 DEFAULT_SINCE = timedelta(days=1)

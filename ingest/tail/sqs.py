@@ -1,14 +1,22 @@
 """SQS: S3 event notifications (direct, SNS-wrapped, EventBridge, or CloudTrail's own SNS
 delivery notice) name the objects; a message is deleted only once every object it names is
-settled."""
+settled, in batches of ten.
+
+``ct-ingest enqueue`` writes the same S3 event shape (:func:`notification_bodies`, many keys a
+message), marked with its own ``configurationId`` and carrying each object's size and ETag, so
+a worker takes them as listed and sends no HEAD. When the run ends (a stop signal, or
+``--exit-when-idle``), the consumer deletes what is settled and hands what it still holds back
+to the queue at once (visibility 0), for another worker; after a ``kill -9`` its messages come
+back after their visibility timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import orjson
 import structlog
@@ -17,19 +25,22 @@ from ingest.config import S3Location, Settings
 from ingest.errors import ConfigError, IngestError, SourceError
 from ingest.layout import parse_log_key
 from ingest.listing import Emit
-from ingest.retry import RetryPolicy, call_with_retry
-from ingest.source import ObjectRef, sqs_errors
+from ingest.queue import BATCH_BYTES, BATCH_ENTRIES, SqsQueue
+from ingest.source import ObjectRef
 from ingest.tail.config import Health, TailConfig, announce
 
-__all__ = ["parse_notification", "sqs_consumer"]
+__all__ = ["ENQUEUED", "SqsConsumer", "notification_bodies", "parse_notification"]
 
 _log = structlog.get_logger("ingest.tail")
 
+ENQUEUED = "ct-ingest-enqueue"  # the configurationId of the messages `enqueue` writes
+# A message's body stays under a tenth of the batch limit, so ten always fit one batch call.
+MESSAGE_BYTES = BATCH_BYTES // BATCH_ENTRIES - 1024
 
-def parse_notification(body: str, bucket: str) -> list[str] | None:
-    """The object keys of ``bucket`` an SQS message body names: S3 event notifications (direct or
-    SNS-wrapped), EventBridge "Object Created" events, and CloudTrail's SNS delivery notices.
-    ``[]`` for test events and other buckets; ``None`` when the message cannot be understood."""
+
+def _records(body: str, bucket: str) -> tuple[list[str], dict[str, ObjectRef]] | None:
+    """The keys of ``bucket`` a body names, and the listing entries of those `enqueue` wrote;
+    ``None`` when the body cannot be understood."""
     try:
         msg = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -37,11 +48,11 @@ def parse_notification(body: str, bucket: str) -> list[str] | None:
     if not isinstance(msg, dict):
         return None
     if msg.get("Type") == "Notification" and isinstance(msg.get("Message"), str):
-        return parse_notification(msg["Message"], bucket)  # SNS envelope
+        return _records(msg["Message"], bucket)  # SNS envelope
     if msg.get("Event") == "s3:TestEvent":
-        return []
+        return [], {}
     if isinstance(msg.get("Records"), list):  # S3 event notification
-        keys = []
+        keys, known = [], {}
         for rec in msg["Records"]:
             s3 = rec.get("s3") if isinstance(rec, dict) else None
             if not isinstance(s3, dict):
@@ -49,57 +60,69 @@ def parse_notification(body: str, bucket: str) -> list[str] | None:
             if s3.get("bucket", {}).get("name") == bucket and str(
                 rec.get("eventName", "")
             ).startswith("ObjectCreated"):
-                keys.append(unquote_plus(s3.get("object", {}).get("key", "")))
-        return keys
+                obj = s3.get("object", {})
+                key = unquote_plus(obj.get("key", ""))
+                keys.append(key)
+                if s3.get("configurationId") == ENQUEUED and isinstance(obj.get("size"), int):
+                    known[key] = ObjectRef(key, str(obj.get("eTag", "")), obj["size"])
+        return keys, known
     if msg.get("detail-type") == "Object Created" and isinstance(msg.get("detail"), dict):
         detail = msg["detail"]
         if detail.get("bucket", {}).get("name") != bucket:
-            return []
-        return [str(detail.get("object", {}).get("key", ""))]
+            return [], {}
+        return [str(detail.get("object", {}).get("key", ""))], {}
     if "s3ObjectKey" in msg and "s3Bucket" in msg:  # CloudTrail's own SNS notification
         if msg["s3Bucket"] != bucket:
-            return []
+            return [], {}
         keys = msg["s3ObjectKey"]
-        return [str(k) for k in keys] if isinstance(keys, list) else None
+        return ([str(k) for k in keys], {}) if isinstance(keys, list) else None
     return None
 
 
-class _Queue:
-    """One SQS queue through an aiobotocore client: every call goes through the SQS boundary
-    (:func:`~ingest.source.sqs_errors`) and is retried under the source's policy."""
+def parse_notification(body: str, bucket: str) -> list[str] | None:
+    """The object keys of ``bucket`` an SQS message body names: S3 event notifications (direct or
+    SNS-wrapped), EventBridge "Object Created" events, and CloudTrail's SNS delivery notices.
+    ``[]`` for test events and other buckets; ``None`` when the message cannot be understood."""
+    found = _records(body, bucket)
+    return None if found is None else found[0]
 
-    def __init__(self, client: Any, url: str, retry: RetryPolicy) -> None:
-        self._client = client
-        self.url = url
-        self._retry = retry
 
-    async def _call(self, what: str, fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
-        async def once() -> Any:
-            with sqs_errors(f"{what} {self.url}"):
-                return await fn(QueueUrl=self.url, **kwargs)
+def _record(bucket: str, ref: ObjectRef) -> bytes:
+    return orjson.dumps(
+        {
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "configurationId": ENQUEUED,
+                "bucket": {"name": bucket},
+                "object": {
+                    "key": quote_plus(ref.key, safe="/"),
+                    "size": ref.size,
+                    "eTag": ref.etag,
+                },
+            },
+        }
+    )
 
-        return await call_with_retry(self._retry, once)
 
-    async def receive(self, wait_seconds: int, visibility: int) -> list[dict[str, Any]]:
-        resp = await self._call(
-            "receive_message",
-            self._client.receive_message,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=wait_seconds,
-            VisibilityTimeout=visibility,
-        )
-        return list(resp.get("Messages", ()))
-
-    async def extend(self, receipt: str, visibility: int) -> None:
-        await self._call(
-            "change_message_visibility",
-            self._client.change_message_visibility,
-            ReceiptHandle=receipt,
-            VisibilityTimeout=visibility,
-        )
-
-    async def delete(self, receipt: str) -> None:
-        await self._call("delete_message", self._client.delete_message, ReceiptHandle=receipt)
+def notification_bodies(
+    bucket: str, refs: Iterable[ObjectRef], *, per_message: int = 100
+) -> Iterator[tuple[bytes, list[ObjectRef]]]:
+    """S3 event notification bodies naming ``refs`` (at most ``per_message`` a body, and under
+    :data:`MESSAGE_BYTES`, so ten fit in one ``send_message_batch``), each with its objects."""
+    records: list[bytes] = []
+    names: list[ObjectRef] = []
+    size = 0
+    for ref in refs:
+        rec = _record(bucket, ref)
+        if records and (len(records) >= per_message or size + len(rec) + 16 > MESSAGE_BYTES):
+            yield b'{"Records":[' + b",".join(records) + b"]}", names
+            records, names, size = [], [], 0
+        records.append(rec)
+        names.append(ref)
+        size += len(rec) + 1
+    if records:
+        yield b'{"Records":[' + b",".join(records) + b"]}", names
 
 
 class _Message:
@@ -111,38 +134,74 @@ class _Message:
         self.extender: asyncio.Task[None] | None = None
 
 
-def sqs_consumer(
-    settings: Settings,
-    store: Any,
-    config: TailConfig,
-    health: Health,
-) -> tuple[Callable[[Emit], Any], Callable[[ObjectRef], None]]:
-    """The SQS producer and the hook that deletes a message once its objects are settled."""
-    loc, url = settings.source.location, config.sqs_queue_url
-    if not isinstance(loc, S3Location) or not url:
-        raise ConfigError("SQS mode needs an s3:// source and --sqs-queue-url")
-    bucket = loc.bucket
-    policy = settings.source.retry
-    by_key: dict[str, list[_Message]] = {}
-    done_q: asyncio.Queue[_Message] = asyncio.Queue()
+class SqsConsumer:
+    """The SQS producer of a run (:meth:`produce`), the hook that deletes a message once its
+    objects are settled (:meth:`on_settled`), and the end of the run (:meth:`aclose`): delete
+    what is settled, hand back what is not."""
 
-    def on_settled(ref: ObjectRef) -> None:
-        for message in by_key.pop(ref.key, []):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Any,
+        config: TailConfig,
+        health: Health,
+        queue: SqsQueue,
+    ) -> None:
+        loc = settings.source.location
+        if not isinstance(loc, S3Location) or not config.sqs_queue_url:
+            raise ConfigError("SQS mode needs an s3:// source and --sqs-queue-url")
+        self._bucket = loc.bucket
+        self._store, self._config, self._health, self._queue = store, config, health, queue
+        self._by_key: dict[str, list[_Message]] = {}
+        self._held: dict[str, _Message] = {}  # by receipt: received, not yet deleted
+        self._done_q: asyncio.Queue[_Message] = asyncio.Queue()
+        self._deleter: asyncio.Task[None] | None = None
+        self.deleted = self.released = 0
+
+    # -- settling -------------------------------------------------------------------------------
+    def on_settled(self, ref: ObjectRef) -> None:
+        for message in self._by_key.pop(ref.key, []):
             message.waiting.discard(ref.key)
             if not message.waiting:
-                done_q.put_nowait(message)
+                self._done(message)
 
-    def leave(message: _Message, reason: str) -> None:
+    def _done(self, message: _Message) -> None:
+        if message.extender:
+            message.extender.cancel()
+        self._done_q.put_nowait(message)
+
+    async def _delete_some(self) -> None:
+        """Delete the next up to ten settled messages in one call."""
+        batch = [await self._done_q.get()]
+        while len(batch) < BATCH_ENTRIES and not self._done_q.empty():
+            batch.append(self._done_q.get_nowait())
+        try:
+            failed = set(await self._queue.delete([m.receipt for m in batch]))
+        except IngestError as exc:  # they come back after their visibility timeout, find
+            failed = {m.receipt for m in batch}  # their objects settled and are deleted then
+            _log.warning("sqs_delete_failed", messages=len(batch), error=str(exc)[:300])
+        for m in batch:
+            self._held.pop(m.receipt, None)
+        self.deleted += len(batch) - len(failed)
+        if failed:
+            _log.warning("sqs_delete_refused", messages=len(failed))
+
+    async def _delete_forever(self) -> None:
+        while True:
+            await self._delete_some()
+
+    def _leave(self, message: _Message, reason: str) -> None:
         """Give up on a message without deleting it: it comes back after its visibility
         timeout (or goes to the queue's dead-letter queue through its redrive policy)."""
         if message.extender:
             message.extender.cancel()
+        self._held.pop(message.receipt, None)
         for key in message.waiting:
-            waiting = by_key.get(key, [])
+            waiting = self._by_key.get(key, [])
             if message in waiting:
                 waiting.remove(message)
             if not waiting:
-                by_key.pop(key, None)
+                self._by_key.pop(key, None)
         _log.error(
             "sqs_message_left",
             message_id=message.message_id,
@@ -150,15 +209,69 @@ def sqs_consumer(
             hint="left on the queue: it comes back after its visibility timeout",
         )
 
-    async def head(message: _Message, key: str) -> ObjectRef | None:
+    async def aclose(self) -> None:
+        """The run is over: delete the settled messages, release the others (visibility 0) so
+        another worker takes them now rather than after their visibility timeout."""
+        while not self._done_q.empty():
+            await self._delete_some()
+        if self._deleter is not None:
+            self._deleter.cancel()
+        held = list(self._held.values())
+        for m in held:
+            if m.extender:
+                m.extender.cancel()
+        if held:
+            try:
+                refused = await self._queue.release([m.receipt for m in held])
+                self.released = len(held) - len(refused)
+            except IngestError as exc:
+                _log.warning("sqs_release_failed", messages=len(held), error=str(exc)[:300])
+        _log.info("sqs_closed", deleted=self.deleted, released=self.released)
+
+    # -- receiving ------------------------------------------------------------------------------
+    async def _extend(self, message: _Message) -> None:
+        while True:
+            await asyncio.sleep(self._config.sqs_visibility / 2)
+            try:
+                await self._queue.extend(message.receipt, self._config.sqs_visibility)
+            except IngestError as exc:  # the message may come back: the ledger dedups
+                _log.warning(
+                    "sqs_visibility_failed", message_id=message.message_id, error=str(exc)[:300]
+                )
+
+    def _accept(self, raw: dict[str, Any]) -> tuple[_Message, dict[str, ObjectRef]] | None:
+        """The message, visibility extended, registered for its keys, with the listing entries
+        it carries; ``None`` when there is nothing to fetch for it."""
+        message_id = str(raw.get("MessageId", "?"))
+        found = _records(raw.get("Body", ""), self._bucket)
+        if found is None:
+            _log.error(
+                "sqs_poison_message",
+                message_id=message_id,
+                hint="left on the queue for its redrive policy (dead-letter queue)",
+            )
+            return None
+        keys, known = found
+        wanted = {k for k in keys if parse_log_key(k) is not None}
+        message = _Message(raw["ReceiptHandle"], message_id, wanted)
+        self._held[message.receipt] = message
+        if not wanted:
+            self._done(message)  # test events, digests, other buckets
+            return None
+        message.extender = asyncio.create_task(self._extend(message))
+        for key in message.keys:
+            self._by_key.setdefault(key, []).append(message)
+        return message, known
+
+    async def _head(self, message: _Message, key: str) -> ObjectRef | None:
         """The object's listing entry; ``None`` when S3 did not answer within the deadline (the
         store retries its own calls)."""
         try:
-            ref: ObjectRef = await store.head(key)
+            ref: ObjectRef = await self._store.head(key)
         except SourceError as exc:  # gone (404) or unreadable (403): terminal
             _log.error(
                 "sqs_object_unreadable",
-                object=f"s3://{bucket}/{key}",
+                object=f"s3://{self._bucket}/{key}",
                 message_id=message.message_id,
                 error=str(exc)[:300],
                 hint="dead-lettered by the fetch stage; the message is deleted once it is settled",
@@ -170,116 +283,68 @@ def sqs_consumer(
         except IngestError as exc:
             if not exc.transient:
                 raise
-            leave(message, str(exc))
+            self._leave(message, str(exc))
             return None
         return ref
 
-    async def produce(emit: Emit) -> None:
-        from aiobotocore.config import AioConfig
-        from aiobotocore.session import AioSession
+    async def _receive(self) -> list[dict[str, Any]]:
+        config = self._config
+        try:
+            messages = await self._queue.receive(config.sqs_wait_seconds, config.sqs_visibility)
+        except IngestError as exc:
+            if not exc.transient:
+                raise  # no such queue, access denied: the tail cannot work
+            _log.error(
+                "sqs_receive_failed",
+                error=str(exc)[:300],
+                hint="still failing after the retry deadline; trying again",
+            )
+            return []
+        self._health.ok("s3")
+        return messages
 
-        session = AioSession(profile=settings.source.profile)
+    async def _idle(self, since: float | None) -> float | None:
+        """When the queue was first seen empty in this idle spell (nothing held here, nothing
+        waiting or in flight anywhere), or ``None``."""
+        if self._held:
+            return None
+        try:
+            depth = await self._queue.depth()
+        except IngestError:
+            return None
+        if not depth.empty:
+            return None
+        return since if since is not None else time.monotonic()
+
+    async def produce(self, emit: Emit) -> None:
+        """Receive until stopped, or until the queue has stayed empty ``exit_when_idle``
+        seconds."""
+        config = self._config
         announce(
-            f"reading the objects that notifications on {url} name (those already queued "
-            "too); objects written before: run backfill",
+            f"reading the objects that notifications on {config.sqs_queue_url} name (those "
+            "already queued too); objects written before: run backfill",
             mode="sqs",
-            queue=url,
+            queue=config.sqs_queue_url,
+            exit_when_idle=config.exit_when_idle,
         )
-        async with AsyncExitStack() as stack:
-            with sqs_errors(f"open an SQS client for {url}"):
-                client = await stack.enter_async_context(
-                    session.create_client(
-                        "sqs",
-                        endpoint_url=config.sqs_endpoint_url,
-                        region_name=settings.source.region,
-                        config=AioConfig(
-                            retries={"total_max_attempts": 1},  # the source's policy retries
-                            connect_timeout=10,
-                            read_timeout=config.sqs_wait_seconds + 30,
-                        ),
-                    )
-                )
-            queue = _Queue(client, url, policy)
-
-            async def extend(message: _Message) -> None:
-                while True:
-                    await asyncio.sleep(config.sqs_visibility / 2)
-                    try:
-                        await queue.extend(message.receipt, config.sqs_visibility)
-                    except IngestError as exc:  # the message may come back: the ledger dedups
-                        _log.warning(
-                            "sqs_visibility_failed",
-                            message_id=message.message_id,
-                            error=str(exc)[:300],
-                        )
-
-            async def deleter() -> None:
-                while True:
-                    message = await done_q.get()
-                    if message.extender:
-                        message.extender.cancel()
-                    try:
-                        await queue.delete(message.receipt)
-                    except IngestError as exc:  # it comes back after its visibility timeout,
-                        _log.warning(  # finds its objects settled and is deleted then
-                            "sqs_delete_failed", message_id=message.message_id, error=str(exc)[:300]
-                        )
-
-            def accept(raw: dict[str, Any]) -> _Message | None:
-                """The message, visibility extended, registered for its keys; ``None`` when
-                there is nothing to fetch for it."""
-                message_id = str(raw.get("MessageId", "?"))
-                keys = parse_notification(raw.get("Body", ""), bucket)
-                if keys is None:
-                    _log.error(
-                        "sqs_poison_message",
-                        message_id=message_id,
-                        hint="left on the queue for its redrive policy (dead-letter queue)",
-                    )
-                    return None
-                wanted = {k for k in keys if parse_log_key(k) is not None}
-                message = _Message(raw["ReceiptHandle"], message_id, wanted)
-                if not wanted:
-                    done_q.put_nowait(message)  # test events, digests, other buckets
-                    return None
-                message.extender = asyncio.create_task(extend(message))
-                extenders.add(message.extender)
-                message.extender.add_done_callback(extenders.discard)
+        if self._deleter is None:
+            self._deleter = asyncio.create_task(self._delete_forever())
+        idle_since: float | None = None
+        while True:
+            # Every message of the batch is registered (and its visibility extended) before
+            # the first HEAD, so none times out while the others are handled.
+            received = await self._receive()
+            batch = [m for raw in received if (m := self._accept(raw)) is not None]
+            for message, known in batch:
                 for key in message.keys:
-                    by_key.setdefault(key, []).append(message)
-                return message
-
-            async def receive() -> list[dict[str, Any]]:
-                try:
-                    messages = await queue.receive(config.sqs_wait_seconds, config.sqs_visibility)
-                except IngestError as exc:
-                    if not exc.transient:
-                        raise  # no such queue, access denied: the tail cannot work
-                    _log.error(
-                        "sqs_receive_failed",
-                        error=str(exc)[:300],
-                        hint="still failing after the retry deadline; trying again",
-                    )
-                    return []
-                health.ok("s3")
-                return messages
-
-            extenders: set[asyncio.Task[None]] = set()
-            delete_task = asyncio.create_task(deleter())
-            try:
-                while True:
-                    # Every message of the batch is registered (and its visibility extended)
-                    # before the first HEAD, so none times out while the others are handled.
-                    batch = [m for raw in await receive() if (m := accept(raw)) is not None]
-                    for message in batch:
-                        for key in message.keys:
-                            ref = await head(message, key)
-                            if ref is None:
-                                break  # left on the queue
-                            await emit(ref)
-            finally:
-                delete_task.cancel()
-                for task in list(extenders):
-                    task.cancel()
-
-    return produce, on_settled
+                    ref = known.get(key) or await self._head(message, key)
+                    if ref is None:
+                        break  # left on the queue
+                    await emit(ref)
+            if config.exit_when_idle is None or received:
+                idle_since = None
+                continue
+            idle_since = await self._idle(idle_since)
+            if idle_since is not None and time.monotonic() - idle_since >= config.exit_when_idle:
+                _log.info("sqs_idle_exit", idle_seconds=config.exit_when_idle)
+                return

@@ -16,10 +16,11 @@ from ingest.config import Settings
 from ingest.engine import Produce, RunStats
 from ingest.errors import IngestError
 from ingest.listing import Emit
+from ingest.queue import open_queue
 from ingest.source import ObjectRef, ObjectStore
 from ingest.tail.config import Health, TailConfig
 from ingest.tail.polling import poller
-from ingest.tail.sqs import sqs_consumer
+from ingest.tail.sqs import SqsConsumer
 
 __all__ = ["open_tail"]
 
@@ -37,16 +38,31 @@ async def open_tail(
 ) -> tuple[Produce, Callable[[ObjectRef], None] | None]:
     """The tail's producer (polling or SQS) wrapped to track what is in flight, its health
     pinger and its metrics server, opened on ``stack``; returns the producer and the hook to
-    call on every settled object."""
+    call on every settled object. With SQS, the queue's client is opened on ``stack`` too, and
+    when the run is over the consumer deletes what is settled and releases what it holds."""
 
     health = Health(threshold=tail.unhealthy_after)
     health.ok("s3")
     health.ok("opensearch")
     in_progress: dict[str, ObjectRef] = {}
+    produce: Callable[[Emit], Any]
+    hook: Callable[[ObjectRef], None] | None = None
     if tail.sqs_queue_url:
-        produce, hook = sqs_consumer(settings, store, tail, health)
+        queue = await stack.enter_async_context(
+            open_queue(
+                tail.sqs_queue_url,
+                retry=settings.source.retry,
+                endpoint_url=tail.sqs_endpoint_url,
+                region=settings.source.region,
+                profile=settings.source.profile,
+                read_timeout=tail.sqs_wait_seconds + 30,
+            )
+        )
+        consumer = SqsConsumer(settings, store, tail, health, queue)
+        stack.push_async_callback(consumer.aclose)  # before the client closes
+        produce, hook = consumer.produce, consumer.on_settled
     else:
-        produce, hook = poller(settings, store, ledger, tail, health), None
+        produce = poller(settings, store, ledger, tail, health)
 
     def on_settled(ref: ObjectRef) -> None:
         in_progress.pop(ref.key, None)

@@ -26,10 +26,10 @@ from ingest.errors import (
     TerminalError,
 )
 from ingest.ops import alerts, dashboards, report
+from ingest.queue import SqsQueue
 from ingest.retry import RetryPolicy
 from ingest.sink import OpenSearchBulkClient, TooLarge
 from ingest.source import LocalStore, ObjectRef, S3Store, s3_errors, sqs_errors
-from ingest.tail.sqs import _Queue
 
 FAST = RetryPolicy(initial=0.001, maximum=0.01, deadline=2)
 BOUNDARIES: dict[str, tuple[Callable[[str], AbstractContextManager[None]], type[IngestError]]] = {
@@ -234,17 +234,17 @@ class TestSqsQueue:
             {"Messages": [{"MessageId": "m"}]},
             _client_error("AWS.SimpleQueueService.RequestThrottled", 403),
         )
-        queue = _Queue(_Namespace(receive_message=receive), "https://sqs/q", FAST)
+        queue = SqsQueue(_Namespace(receive_message=receive), "https://sqs/q", FAST)
         assert [{"MessageId": "m"}] == asyncio.run(queue.receive(1, 30))
         assert 2 == receive.calls
 
     def test_an_unknown_error_is_terminal(self) -> None:
         """Anything the boundary does not know is a SourceError naming the call and queue."""
         delete = _Script(None, AttributeError("no receipt"))
-        queue = _Queue(_Namespace(delete_message=delete), "https://sqs/q", FAST)
+        queue = SqsQueue(_Namespace(delete_message_batch=delete), "https://sqs/q", FAST)
         with pytest.raises(SourceError) as info:
-            asyncio.run(queue.delete("r"))
-        assert str(info.value).startswith("delete_message https://sqs/q: unexpected")
+            asyncio.run(queue.delete(["r"]))
+        assert str(info.value).startswith("delete_message_batch https://sqs/q: unexpected")
         assert 1 == delete.calls
 
 
