@@ -28,7 +28,7 @@ from opensearchpy import (
     Urllib3AWSV4SignerAuth,
 )
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import TransportError
+from opensearchpy.exceptions import NotFoundError, TransportError
 
 from ingest.config import IndexConfig, SinkConfig
 from ingest.errors import ConfigError, IngestError, SinkError, SinkUnavailable, boundary
@@ -48,6 +48,7 @@ __all__ = [
     "render_components",
     "render_ism_policy",
     "render_template",
+    "root_info",
     "template_name",
 ]
 
@@ -123,12 +124,29 @@ def component_names(config: SinkConfig) -> dict[str, str]:
     return {part: f"ct-ingest-{config.alias}-{part}" for part in _COMPONENTS}
 
 
-def render_components(config: SinkConfig, index: IndexConfig) -> dict[str, dict[str, Any]]:
-    """The component templates from ``mappings/``, by their names on the cluster."""
+def render_components(
+    config: SinkConfig,
+    index: IndexConfig,
+    *,
+    flat_object: bool = True,
+    index_settings: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """The component templates from ``mappings/``, by their names on the cluster. Without
+    ``flat_object`` (OpenSearch before 2.7, Elasticsearch) the payload copies ``ct.flat.*`` are
+    mapped as objects that are not indexed (the payloads stay in ``_source``); without
+    ``index_settings`` (Serverless, which manages them) the settings component is empty."""
     out = {}
     for part, name in component_names(config).items():
         body = _load(f"component-{part}.json")
-        if part == "settings":
+        if part == "settings" and not index_settings:
+            body["template"] = {}
+        elif part == "enrichment" and not flat_object:
+            flat = body["template"]["mappings"]["properties"]["ct"]["properties"]["flat"]
+            for spec in flat["properties"].values():
+                if spec.get("type") == "flat_object":
+                    spec.clear()
+                    spec.update(type="object", enabled=False)
+        elif part == "settings":
             settings = body["template"]["settings"]["index"]
             settings.update(
                 number_of_shards=index.shards,
@@ -201,25 +219,52 @@ async def call(
     return await call_with_retry(retry, once, deadline=deadline)
 
 
-async def ping(client: AsyncOpenSearch, retry: RetryPolicy | None = None) -> str:
-    """The cluster's version string, retried under ``retry`` (one attempt without); raises
+async def root_info(client: AsyncOpenSearch, retry: RetryPolicy | None = None) -> dict[str, Any]:
+    """The answer to ``GET /``, retried under ``retry`` (one attempt without); ``{}`` when the
+    cluster answers 404, as OpenSearch Serverless does (it does not serve ``GET /``). Raises
     SinkUnavailable when it cannot be reached."""
-    info = await call("GET /", client.info, retry)
+
+    async def get() -> dict[str, Any]:
+        try:
+            info: dict[str, Any] = await client.info()
+        except NotFoundError:
+            return {}
+        return info
+
+    return await call("GET /", get, retry)
+
+
+async def ping(client: AsyncOpenSearch, retry: RetryPolicy | None = None) -> str:
+    """The cluster's version string (``serverless`` where ``GET /`` answers 404), retried under
+    ``retry`` (one attempt without); raises SinkUnavailable when it cannot be reached."""
+    info = await root_info(client, retry)
+    if not info:
+        return "serverless"
     return str(info.get("version", {}).get("number", "?"))
 
 
 async def install_template(
-    client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig | None = None
+    client: AsyncOpenSearch,
+    config: SinkConfig,
+    index: IndexConfig | None = None,
+    **shape: bool,
 ) -> str:
     """Create or replace the component templates and the index template (retried under the
-    sink's policy, one deadline for all); returns its name."""
-    return await _install_template(client, config, index or IndexConfig(), config.retry.start())
+    sink's policy, one deadline for all); returns its name. ``shape``: the knobs of
+    :func:`render_components`."""
+    return await _install_template(
+        client, config, index or IndexConfig(), config.retry.start(), **shape
+    )
 
 
 async def _install_template(
-    client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig, deadline: Deadline
+    client: AsyncOpenSearch,
+    config: SinkConfig,
+    index: IndexConfig,
+    deadline: Deadline,
+    **shape: bool,
 ) -> str:
-    for component, body in render_components(config, index).items():
+    for component, body in render_components(config, index, **shape).items():
         await call(
             f"PUT _component_template/{component}",
             partial(client.cluster.put_component_template, name=component, body=body),
@@ -240,14 +285,15 @@ async def _install_template(
 
 
 async def install_ism_policy(
-    client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig
+    client: AsyncOpenSearch, config: SinkConfig, index: IndexConfig, api: str = "/_plugins/_ism"
 ) -> str:
-    """Install the retention policy (retried under the sink's policy); returns a one-line
-    account of what happened."""
+    """Install the retention policy through the ISM API at ``api`` (``/_opendistro/_ism`` on
+    Elasticsearch domains), retried under the sink's policy; returns a one-line account of
+    what happened."""
     if index.retention_days == 0:
         return "retention: none (indices are kept until you delete them)"
     name = f"ct-ingest-{config.alias}-retention"
-    path = f"/_plugins/_ism/policies/{name}"
+    path = f"{api}/policies/{name}"
     body = render_ism_policy(config, index)
 
     async def install() -> str | None:
@@ -281,9 +327,10 @@ async def install_ism_policy(
     )
 
 
-async def ensure_template(client: AsyncOpenSearch, config: SinkConfig) -> bool:
+async def ensure_template(client: AsyncOpenSearch, config: SinkConfig, **shape: bool) -> bool:
     """Install the templates unless the index template exists (retried under the sink's
-    policy, one deadline for all); True when installed now."""
+    policy, one deadline for all); True when installed now. ``shape``: the knobs of
+    :func:`render_components`."""
     name = template_name(config)
     deadline = config.retry.start()
     exists = await call(
@@ -294,7 +341,7 @@ async def ensure_template(client: AsyncOpenSearch, config: SinkConfig) -> bool:
     )
     if exists:
         return False
-    await _install_template(client, config, IndexConfig(), deadline)
+    await _install_template(client, config, IndexConfig(), deadline, **shape)
     return True
 
 

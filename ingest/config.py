@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TARGET_SECONDS",
     "DEFAULT_TIMEOUT",
+    "TARGETS",
     "Environment",
     "Filters",
     "IndexConfig",
@@ -78,6 +79,8 @@ DEFAULT_RETRY_DEADLINE = 300.0
 DEFAULT_DRAIN_SECONDS = 30.0
 DEFAULT_INFLIGHT_BYTES = 384 * MiB
 DEFAULT_LOG_FORMAT = "auto"
+# The kinds of cluster --target may declare (auto: identified at start, ingest.targets).
+TARGETS = ("auto", "opensearch", "elasticsearch", "serverless-search", "serverless-timeseries")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,9 @@ class SinkConfig:
     aws_region: str | None = None
     aws_profile: str | None = None
     compress: bool = False
+    # auto (identified from the endpoint and the cluster's answers, ingest.targets), opensearch,
+    # elasticsearch, serverless-search or serverless-timeseries
+    target: str = "auto"
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -208,6 +214,8 @@ class SinkConfig:
             )
         if self.aws_auth not in (None, "es", "aoss"):
             raise ConfigError(f"--aws-auth {self.aws_auth!r}: expected es or aoss")
+        if self.target not in TARGETS:
+            raise ConfigError(f"--target {self.target!r}: expected one of {', '.join(TARGETS)}")
         if self.aws_auth and self.username:
             raise ConfigError("--aws-auth and --user are exclusive: SigV4 or basic auth, not both")
         if self.aws_auth and not self.aws_region:
@@ -428,8 +436,9 @@ def build_sink(options: Mapping[str, Any], env: Mapping[str, str]) -> SinkConfig
     ``index_prefix``, ``alias``, ``bulk_mib``, ``max_bulk_mib``, ``max_in_flight``,
     ``bulk_target_seconds``, ``timeout``, ``retry_deadline``, ``insecure``, ``ca_certs``,
     ``user`` with ``password_file`` (else ``CT_INGEST_PASSWORD`` in ``env``), ``aws_auth``,
-    ``aws_region``, ``profile``, ``gzip``. A missing (or None) option takes the default; other
-    keys are ignored (a command's own options). Raises :class:`ConfigError` for bad values."""
+    ``aws_region``, ``profile``, ``gzip``, ``target``. A missing (or None) option takes the
+    default; other keys are ignored (a command's own options). Raises :class:`ConfigError` for
+    bad values."""
     user = _text(options, "user")
     ca_certs = _path(options, "ca_certs")
     return SinkConfig(
@@ -450,6 +459,7 @@ def build_sink(options: Mapping[str, Any], env: Mapping[str, str]) -> SinkConfig
         aws_region=_text(options, "aws_region"),
         aws_profile=_text(options, "profile"),  # an empty AWS_PROFILE means none
         compress=_get(options, "gzip", bool, False),
+        target=_get(options, "target", str, "auto"),
     )
 
 

@@ -41,6 +41,7 @@ from ingest.errors import SourceError
 from ingest.listing import Emit, ListingStats, list_log_objects
 from ingest.sink import BulkClient, BulkSink, Outcome, SinkStats
 from ingest.source import ObjectRef, ObjectStore
+from ingest.targets import Target
 
 __all__ = ["ByteBudget", "Emit", "Produce", "RunStats", "in_shard", "run_pipeline"]
 
@@ -73,6 +74,7 @@ class RunStats:
     newest_event: str = ""  # the newest eventTime indexed (ISO-8601, compares as text)
     stopped: bool = False  # a graceful stop (SIGINT/SIGTERM) ended the run early
     sink: SinkStats | None = None
+    target: Target | None = None  # the cluster written to (ingest.targets), set by the runner
     finished: float | None = None
 
     @property

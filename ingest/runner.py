@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from ingest import cluster, source, telemetry
+from ingest import cluster, source, targets, telemetry
 from ingest.checkpoint import Ledger
 from ingest.config import Settings, from_environment
 from ingest.deadletter import DeadLetter
@@ -105,13 +105,13 @@ async def _run(
         stack.push_async_callback(store.aclose)
         os_client = cluster.open_client(settings.sink)
         stack.push_async_callback(os_client.close)
-        version = await cluster.ping(os_client, settings.sink.retry)
-        _log.info("opensearch_ready", url=settings.sink.url, version=version)
+        target = stats.target = await targets.identify(os_client, settings.sink)
+        _log.info("opensearch_ready", url=settings.sink.url, version=target.version or "?")
         if ensure_template:
-            await cluster.ensure_template(os_client, settings.sink)
+            await targets.ensure_templates(os_client, settings.sink, target)
         mode = (
             cluster.BackfillMode(os_client, settings.sink.retry)
-            if settings.backfill_mode and not tail
+            if settings.backfill_mode and not tail and target.index_settings
             else None
         )
         produce, on_settled = None, None
@@ -127,7 +127,7 @@ async def _run(
                 await run_pipeline(
                     settings,
                     store,
-                    OpenSearchBulkClient(os_client),
+                    OpenSearchBulkClient(os_client, target),
                     ledger,
                     deadletter,
                     stats,

@@ -16,6 +16,12 @@ Whole-request failures (connection errors, timeouts, 429, 502/503/504) are retri
 deadline passes, :class:`~ingest.errors.SinkUnavailable` propagates and the run aborts with
 nothing acknowledged that was not indexed.
 
+On a target that takes no custom ``_id`` (a Serverless TIMESERIES collection, known from
+the start or from its refusal of the first ``_id``: :class:`OpenSearchBulkClient`), the same
+documents are sent without ``_id``: exactly once then rests on the checkpoint alone, and a
+request applied but unanswered (:func:`unanswered`: a timeout, a dropped connection, a 504)
+that is sent again can duplicate its documents; they are counted (``resent_unanswered``).
+
 All of a batch's waiting (its request retries, its item retries, both halves of every 413
 split) is under one :class:`~ingest.retry.Deadline`, created when the batch is sent, and every
 retry goes through the one policy (``ingest.retry``): ``--retry-deadline`` bounds the sink. A
@@ -30,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+import orjson
 import structlog
 
 from ingest.adaptive import BulkController, ControllerConfig
@@ -37,6 +44,7 @@ from ingest.config import SinkConfig
 from ingest.decode import Document
 from ingest.errors import SinkError, SinkUnavailable
 from ingest.retry import Deadline, call_with_retry, retrying
+from ingest.targets import Collection, Kind, Target, refuses_ids
 
 __all__ = [
     "BulkClient",
@@ -46,6 +54,7 @@ __all__ = [
     "Owner",
     "SinkStats",
     "TooLarge",
+    "unanswered",
 ]
 
 _log = structlog.get_logger("ingest.sink")
@@ -112,6 +121,7 @@ class SinkStats:
     item_retries: int = 0
     splits: int = 0
     pushbacks: int = 0
+    resent_unanswered: int = 0  # documents sent again after an unanswered request
     latency_max: float = 0.0
     latency_sum: float = 0.0
     requests_timed: int = 0
@@ -244,10 +254,20 @@ class BulkSink:
         """Send ``batch`` as one body (both halves of it after a 413), its request retried
         until ``deadline``; settle what is final and return the items answered 429/5xx."""
         body = b"".join(item.doc.ndjson for item in batch)
+        resend_risk = False  # an earlier attempt may have been applied, unanswered
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal resend_risk
+            if resend_risk:  # each time: every resend of an applied request is one more copy
+                self.stats.resent_unanswered += len(batch)
+            try:
+                return await self._attempt(body)
+            except SinkUnavailable as exc:
+                resend_risk = resend_risk or unanswered(exc)
+                raise
+
         try:
-            answer = await call_with_retry(
-                self._config.retry, lambda: self._attempt(body), deadline=deadline
-            )
+            answer = await call_with_retry(self._config.retry, attempt, deadline=deadline)
         except TooLarge:
             if len(batch) == 1:
                 self._reject(
@@ -329,13 +349,41 @@ class BulkSink:
 
 
 class OpenSearchBulkClient:
-    """:class:`BulkClient` over opensearch-py's async client."""
+    """:class:`BulkClient` over opensearch-py's async client, writing the way ``target`` takes
+    documents: with ``_id`` (``create``, idempotent), or without on a TIMESERIES collection.
+    Where a write's ``_id`` is refused as a TIMESERIES collection refuses it, the target is
+    marked so (logged once) and the refused items are sent again at once without ``_id``."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, target: Target | None = None) -> None:
         self._client = client
+        self.target = target or Target()
 
     async def bulk(self, body: bytes) -> dict[str, Any]:
-        """One ``_bulk`` request, through the OpenSearch boundary; 413 is :class:`TooLarge`."""
+        """One ``_bulk`` request (two when the first tells the collection takes no ``_id``)."""
+        ids = self.target.custom_ids
+        answer = await self._request(body if ids else _without_ids(body))
+        items = answer.get("items")
+        if not ids or not isinstance(items, list):
+            return answer
+        refused = [i for i, item in enumerate(items) if refuses_ids(_item_error(item))]
+        if not refused:
+            unknown = self.target.kind is Kind.SERVERLESS and self.target.collection is None
+            if unknown and any(_item_status(item) in (200, 201, 409) for item in items):
+                self.target.collection = Collection.SEARCH  # it took an _id
+            return answer
+        self.target.kind, self.target.collection = Kind.SERVERLESS, Collection.TIMESERIES
+        _log.warning("target_takes_no_ids", target=self.target.describe(), items=len(refused))
+        lines = body.splitlines(keepends=True)
+        again = b"".join(lines[2 * i] + lines[2 * i + 1] for i in refused)
+        second = (await self._request(_without_ids(again))).get("items") or []
+        if len(second) != len(refused):
+            raise SinkError(f"bulk answer has {len(second)} items for {len(refused)} documents")
+        for i, item in zip(refused, second, strict=True):
+            items[i] = item
+        return answer
+
+    async def _request(self, body: bytes) -> dict[str, Any]:
+        """Through the OpenSearch boundary; 413 is :class:`TooLarge`."""
         from opensearchpy.exceptions import TransportError
 
         from ingest.cluster import opensearch_errors
@@ -353,3 +401,37 @@ class OpenSearchBulkClient:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def unanswered(exc: SinkUnavailable) -> bool:
+    """Whether the request that failed with ``exc`` may have been applied without an answer
+    saying so (a timeout, a dropped connection, a 504), by the error it was translated from:
+    sending it again is safe with ``_id``, a possible duplicate without."""
+    from opensearchpy.exceptions import ConnectionError as OSConnectionError
+    from opensearchpy.exceptions import TransportError
+
+    cause = exc.__cause__
+    if isinstance(cause, TimeoutError | OSConnectionError):
+        return True
+    return isinstance(cause, TransportError) and cause.status_code == 504
+
+
+def _item_status(item: Any) -> int:
+    info = next(iter(item.values())) if isinstance(item, dict) and item else {}
+    return int(info.get("status", 0)) if isinstance(info, dict) else 0
+
+
+def _item_error(item: Any) -> Any:
+    info = next(iter(item.values())) if isinstance(item, dict) and item else {}
+    return info.get("error") if isinstance(info, dict) else None
+
+
+def _without_ids(body: bytes) -> bytes:
+    """The bulk body with each action's ``_id`` left out (its source lines untouched)."""
+    lines = body.splitlines(keepends=True)
+    for i in range(0, len(lines), 2):
+        action = orjson.loads(lines[i])
+        for meta in action.values():
+            meta.pop("_id", None)
+        lines[i] = orjson.dumps(action) + b"\n"
+    return b"".join(lines)

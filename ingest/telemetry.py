@@ -158,7 +158,27 @@ def summary_line(stats: RunStats, *, status: str) -> str:
         f" | {s.already_indexed:,} were already in the index"
         + (f", {s.enrich_failed:,} indexed with enrichment errors" if s.enrich_failed else "")
         + f" | {s.bytes_fetched / 1e6:,.1f} MB in {s.elapsed:,.1f} s, {rate:,.0f} events/s"
+        + _target_part(stats)
     )
+
+
+def _target_part(stats: RunStats) -> str:
+    """What the target changed, on any target but the default (OpenSearch 2.7 or newer)."""
+    target = stats.target
+    if target is None or target.is_default:
+        return ""
+    parts = [f" | target: {target.describe()}"]
+    if not target.custom_ids:
+        resent = stats.sink.resent_unanswered if stats.sink else 0
+        parts.append(
+            f"; written without _id: {resent:,} documents sent again after an unanswered"
+            " request (each may be indexed twice)"
+        )
+    if not target.index_settings:
+        parts.append("; backfill mode off")
+    if target.flat_object is False:
+        parts.append("; payloads not searchable (no flat_object)")
+    return "".join(parts)
 
 
 class Verdict(StrEnum):
@@ -205,6 +225,8 @@ def report_run(stats: RunStats, *, deadletter: Path, tail: bool = False) -> Verd
         bulk_requests=stats.sink.requests if stats.sink else 0,
         bulk_pushbacks=stats.sink.pushbacks if stats.sink else 0,
         bulk_latency_max=round(stats.sink.latency_max, 3) if stats.sink else 0,
+        target=stats.target.describe() if stats.target else None,
+        resent_unanswered=stats.sink.resent_unanswered if stats.sink else 0,
         keys_skipped=stats.listing.skipped_keys,
         prefixes_skipped=stats.listing.skipped_prefixes,
         seconds=round(stats.elapsed, 2),

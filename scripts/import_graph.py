@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ingest.retry", "ingest.config", "ingest.configfile", "ingest.enrich"),
     ("ingest.decode", "ingest.source", "ingest.cluster", "ingest.checkpoint", "ingest.deadletter"),
     ("ingest.queue",),
-    ("ingest.listing", "ingest.sink"),
+    ("ingest.listing", "ingest.targets", "ingest.sink"),
     ("ingest.engine",),
     ("ingest.telemetry", "ingest.metrics", "ingest.tail", "ingest.enqueue"),
     ("ingest.runner", "ingest.ops"),

@@ -37,6 +37,7 @@ from ingest.cli.options import (
     ShowCommand,
     SqsQueueUrl,
     State,
+    Target,
     Timeout,
     User,
     Webhook,
@@ -77,6 +78,7 @@ def setup(
     user: User = None,
     password_file: PasswordFile = None,
     aws_auth: AwsAuth = None,
+    target: Target = "auto",
     aws_region: AwsRegion = None,
     profile: Profile = None,
     dashboards: Dashboards = None,
@@ -88,7 +90,7 @@ def setup(
 ) -> None:
     """Install (or update) the index templates from mappings/, the retention policy, and on
     request the dashboards and alert monitors."""
-    from ingest import cluster
+    from ingest import cluster, targets
     from ingest.telemetry import configure_logging
 
     configure_logging(log_format)
@@ -104,24 +106,32 @@ def setup(
     except ConfigError as exc:
         raise fail(str(exc), EXIT_CONFIG) from None
 
-    async def _go() -> tuple[str, str]:
+    async def _go() -> tuple[targets.Target, str, str]:
         client = cluster.open_client(sink)
         try:
-            await cluster.ping(client, sink.retry)
-            name = await cluster.install_template(client, sink, index)
-            return name, await cluster.install_ism_policy(client, sink, index)
+            found = await targets.identify(client, sink)
+            name = await targets.install_templates(client, sink, index, found)
+            return found, name, await targets.install_retention(client, sink, index, found)
         finally:
             await client.close()
 
     if alerts and not webhook:
         raise fail("--alerts needs --webhook URL (Slack, Teams or any HTTP endpoint)", EXIT_CONFIG)
     try:
-        name, retention = asyncio.run(_go())
+        found, name, retention = asyncio.run(_go())
     except IngestError as exc:
         raise fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
+    typer.echo(f"ct-ingest: target: {found.describe()}")
     typer.echo(f"ct-ingest: index template {name} installed for {index_prefix}* (alias {alias})")
+    for note in found.notes():
+        typer.echo(f"ct-ingest: {note}")
     typer.echo(f"ct-ingest: {retention}")
-    if alerts and webhook:
+    if alerts and not found.alerting:
+        typer.echo(
+            f"ct-ingest: alerts: not installed: {found.describe()} has no OpenSearch Alerting "
+            "and Notifications plugins (_plugins/_alerting)"
+        )
+    elif alerts and webhook:
         from ingest.ops.alerts import install_alerts
 
         client = cluster.open_sync_client(sink)
@@ -146,7 +156,7 @@ def setup(
         try:
             count = import_saved_objects(
                 dashboards,
-                saved_objects(alias),
+                saved_objects(alias, app=found.dashboards_app),
                 username=sink.username,
                 password=sink.password,
                 verify=sink.verify_certs,
@@ -154,7 +164,8 @@ def setup(
         except IngestError as exc:
             raise fail(f"dashboards: {exc}", EXIT_ABORTED) from None
         typer.echo(
-            f"ct-ingest: dashboards: {count} saved objects imported (overwrite) into {dashboards}"
+            f"ct-ingest: dashboards: {count} saved objects imported (overwrite) into "
+            f"{found.dashboards_app} at {dashboards}"
         )
 
 

@@ -88,6 +88,7 @@ __all__ = [
     "SqsWaitSeconds",
     "State",
     "TailSince",
+    "Target",
     "Timeout",
     "Top",
     "UnhealthyAfter",
@@ -246,6 +247,14 @@ AwsAuth = Annotated[
     ),
 ]
 Gzip = Annotated[bool, _option("--gzip", help="Compress request bodies.")]
+Target = Annotated[
+    str,
+    _option(
+        "--target",
+        help="auto (from the endpoint and the cluster's answers), opensearch, elasticsearch, "
+        "serverless-search or serverless-timeseries.",
+    ),
+]
 BulkMib = Annotated[float, _option("--bulk-mib", help="Target bulk body size, MiB.")]
 MaxBulkMib = Annotated[float, _option("--max-bulk-mib", help="Hard cap per bulk body, MiB.")]
 MaxInFlight = Annotated[int, _option("--max-in-flight", help="Concurrent bulk requests.")]

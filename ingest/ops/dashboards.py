@@ -1,6 +1,11 @@
 """OpenSearch Dashboards saved objects (``mappings/dashboards/``) and their import, whose errors
 (urllib's, or an answer that is not what Dashboards says) come out as
-:class:`~ingest.errors.SinkUnavailable` or :class:`~ingest.errors.SinkError`."""
+:class:`~ingest.errors.SinkUnavailable` or :class:`~ingest.errors.SinkError`.
+
+Kibana 7.10 (the dashboards app of Elasticsearch 7.10 domains) shares the saved-object format
+and the import API (OpenSearch Dashboards forked from it): the request carries both apps' XSRF
+headers (``osd-xsrf``, ``kbn-xsrf``), and for Kibana the objects keep only the attributes its
+7.10 mappings know (its saved-objects index is strict: an unknown attribute fails the import)."""
 
 from __future__ import annotations
 
@@ -19,8 +24,31 @@ from ingest.errors import boundary as error_boundary
 __all__ = ["import_saved_objects", "saved_objects"]
 
 
-def saved_objects(alias: str = DEFAULT_ALIAS) -> list[dict[str, Any]]:
-    """The saved objects, with the index pattern pointed at ``alias``."""
+# The attributes Kibana 7.10's saved-object mappings declare, by type.
+_KIBANA_7_10 = {
+    "index-pattern": {
+        "fieldFormatMap", "fields", "intervalName", "notExpandable", "sourceFilters",
+        "timeFieldName", "title", "type", "typeMeta",
+    },
+    "visualization": {
+        "description", "kibanaSavedObjectMeta", "savedSearchRefName", "title", "uiStateJSON",
+        "version", "visState",
+    },
+    "search": {
+        "columns", "description", "hits", "kibanaSavedObjectMeta", "sort", "title", "version",
+    },
+    "dashboard": {
+        "description", "hits", "kibanaSavedObjectMeta", "optionsJSON", "panelsJSON",
+        "refreshInterval", "timeFrom", "timeRestore", "timeTo", "title", "version",
+    },
+}  # fmt: skip
+
+
+def saved_objects(
+    alias: str = DEFAULT_ALIAS, *, app: str = "OpenSearch Dashboards"
+) -> list[dict[str, Any]]:
+    """The saved objects, with the index pattern pointed at ``alias``; for ``app`` "Kibana",
+    only the attributes Kibana 7.10 knows."""
     text = (
         resources.files("ingest.mappings").joinpath("dashboards", "cloudtrail.ndjson").read_text()
     )
@@ -28,6 +56,9 @@ def saved_objects(alias: str = DEFAULT_ALIAS) -> list[dict[str, Any]]:
     for o in objects:
         if o["type"] == "index-pattern":
             o["attributes"]["title"] = alias
+        if app == "Kibana":
+            known = _KIBANA_7_10.get(o["type"], set())
+            o["attributes"] = {k: v for k, v in o["attributes"].items() if k in known}
     return objects
 
 
@@ -53,7 +84,11 @@ def import_saved_objects(
         + ndjson
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "osd-xsrf": "true"}
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "osd-xsrf": "true",  # OpenSearch Dashboards
+        "kbn-xsrf": "true",  # Kibana
+    }
     if username:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"

@@ -8,11 +8,19 @@ are reported as unexpected). Records and objects that are in the dead-letter are
 separately, not as missing. Memory is bounded: a few objects at a time, lookups in batches.
 The store retries its own calls, and every OpenSearch call goes through :func:`ingest.cluster.call`
 under the sink's policy.
+
+On a target that takes no custom ``_id`` (a Serverless TIMESERIES collection), documents are
+matched by the fields they carry instead: the documents whose ``ct.object`` names the file,
+by their ``eventID`` (a record without one by count). A record delivered by two objects is then
+two documents, one per object; a document found more often than its object holds the record
+is an *extra copy* (a request sent again after it was applied but unanswered): counted and
+reported, not missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,7 +29,7 @@ from typing import Any
 import orjson
 import structlog
 
-from ingest import cluster, source
+from ingest import cluster, source, targets
 from ingest.checkpoint import Ledger, Status
 from ingest.config import S3Location, Settings
 from ingest.deadletter import DeadLetter, read_entries
@@ -71,6 +79,8 @@ class VerifyReport:
     unreadable_objects: int = 0  # unreadable and not in the dead-letter
     skipped: int = 0
     repaired: int = 0  # documents re-sent by --repair (a report after a repair keeps the count)
+    copies: int = 0  # extra copies of documents (only where writes carry no _id)
+    target: str = ""  # the cluster verified against, when it is not the default
     problems: list[ObjectProblem] = field(default_factory=list)
 
     @property
@@ -101,6 +111,12 @@ class VerifyReport:
             f" documents: {self.found:,} found, {self.missing:,} missing,"
             f" {self.unexpected:,} unexpected"
             + (f"; {self.repaired:,} re-sent by --repair" if self.repaired else "")
+            + (
+                f"; {self.copies:,} extra copies (sent again after an unanswered request)"
+                if self.copies
+                else ""
+            )
+            + (f"; target: {self.target}" if self.target else "")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,11 +150,18 @@ def _dead_letters(
 class _Verifier:
     """One pass over the range; remembers what a repair needs."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, client: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        client: Any,
+        target: targets.Target | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.client = client
-        self.report = VerifyReport()
+        self.target = target or targets.Target()
+        self.report = VerifyReport(target="" if self.target.is_default else self.target.describe())
         self.to_repair: dict[str, tuple[ObjectRef, set[str]]] = {}
         self._missing_ids: set[str] = set()
         self.dead_records, self.dead_objects = _dead_letters(
@@ -212,6 +235,9 @@ class _Verifier:
         ]
         report.deadlettered_records += len(exp.ids) - len(wanted)
         retry = settings.sink.retry
+        if not self.target.custom_ids:
+            await self._check_by_fields(ref, exp.ids, wanted, problem)
+            return
         owners = await _owners(self.client, wanted, retry)
         seen: set[str] = set()
         missing: list[str] = []
@@ -240,6 +266,50 @@ class _Verifier:
         if problem.missing or problem.unexpected:
             report.problems.append(problem)
 
+    async def _check_by_fields(
+        self,
+        ref: ObjectRef,
+        expected: list[tuple[str, str, int]],
+        wanted: list[tuple[str, str]],
+        problem: ObjectProblem,
+    ) -> None:
+        """The documents of one object matched by ``eventID`` (no ``_id`` on this target)."""
+        report = self.report
+        held = Counter(
+            await _event_ids_from_object(
+                self.client,
+                self.settings.sink.alias,
+                ref.key,
+                len(expected),
+                self.settings.sink.retry,
+            )
+        )
+        missing: list[str] = []
+        for _, doc_id in wanted:
+            key: str | None = doc_id
+            if held[key] <= 0 and doc_id.startswith("sha256-"):
+                key = None  # a record without eventID: matched by count
+            if held[key] > 0:
+                held[key] -= 1
+                report.found += 1
+            else:
+                missing.append(doc_id)
+        mine = {doc_id for _, doc_id, _ in expected}
+        for key, extra in held.items():
+            if extra <= 0:
+                continue
+            if key is None or key in mine:
+                report.copies += extra
+            else:
+                problem.unexpected.append(key)
+        problem.missing += missing
+        report.missing += len(problem.missing)
+        report.unexpected += len(problem.unexpected)
+        if missing:
+            self.to_repair[ref.key] = (ref, set(missing))
+        if problem.missing or problem.unexpected:
+            report.problems.append(problem)
+
 
 async def verify(settings: Settings, *, repair: bool = False, concurrency: int = 8) -> VerifyReport:
     """Reconcile the range of ``settings`` against the index. With ``repair``, re-send the
@@ -247,18 +317,19 @@ async def verify(settings: Settings, *, repair: bool = False, concurrency: int =
     store = await source.open_store(settings.source)
     client = cluster.open_client(settings.sink)
     try:
-        await cluster.ping(client, settings.sink.retry)
-        checked = _Verifier(settings, store, client)
+        target = await targets.identify(client, settings.sink)
+        await targets.learn_collection(client, settings.sink, target)
+        checked = _Verifier(settings, store, client, target)
         report = await checked.run(concurrency)
         if not repair or not checked.to_repair:
             return report
-        repaired = await _repair(settings, store, client, checked.to_repair)
+        repaired = await _repair(settings, store, client, checked.to_repair, target)
         await cluster.call(
             f"POST {settings.sink.alias}/_refresh",
             partial(client.indices.refresh, index=settings.sink.alias, ignore_unavailable=True),
             settings.sink.retry,
         )
-        report = await _Verifier(settings, store, client).run(concurrency)
+        report = await _Verifier(settings, store, client, target).run(concurrency)
         report.repaired = repaired
         return report
     finally:
@@ -271,6 +342,7 @@ async def _repair(
     store: ObjectStore,
     client: Any,
     wanted: dict[str, tuple[ObjectRef, set[str]]],
+    target: targets.Target,
 ) -> int:
     """Decode each object again and send its missing documents; returns how many landed.
     What the cluster refuses goes to the dead-letter like any refused document."""
@@ -304,7 +376,7 @@ async def _repair(
 
     try:
         async with asyncio.TaskGroup() as tg:
-            sink = BulkSink(OpenSearchBulkClient(client), settings.sink, tg)
+            sink = BulkSink(OpenSearchBulkClient(client, target), settings.sink, tg)
             for key, (ref, ids) in sorted(wanted.items()):
                 data = await store.get(ref)
                 decoded = await asyncio.to_thread(
@@ -360,3 +432,30 @@ async def _ids_from_object(
         retry,
     )
     return {h["_id"] for h in res["hits"]["hits"]}
+
+
+async def _event_ids_from_object(
+    client: Any, alias: str, key: str, expected: int, retry: RetryPolicy
+) -> list[str | None]:
+    """The ``eventID`` of every document whose ``ct.object`` is ``key`` (None for a document
+    without a usable one), copies included."""
+    res = await cluster.call(
+        f"search {alias} for {key}",
+        partial(
+            client.search,
+            index=alias,
+            body={
+                "query": {"term": {"ct.object": key}},
+                "_source": ["eventID"],
+                "size": min(10_000, 2 * expected + 1_000),
+            },
+            params={"ignore_unavailable": "true"},
+        ),
+        retry,
+    )
+    out: list[str | None] = []
+    for hit in res["hits"]["hits"]:
+        event_id = (hit.get("_source") or {}).get("eventID")
+        usable = isinstance(event_id, str) and event_id and len(event_id.encode()) <= 512
+        out.append(event_id if usable else None)
+    return out
