@@ -6,6 +6,12 @@ some items inside a 200, 502/503 before applying, 504 *after* applying, a droppe
 before or after applying, 413 above a byte limit, a stall longer than the client's timeout
 after applying, or extra latency per MiB. Every other request passes through untouched. It runs
 its own event loop in a thread, so synchronous tests can use it around an in-process run.
+
+With an :class:`Emulation` (``EMULATIONS``: OpenSearch before 2.7, OpenSearch in compatibility
+mode, Elasticsearch 7.10, Serverless SEARCH and TIMESERIES collections) it also answers the way
+that kind of cluster does by its documentation: its own ``GET /`` (or 404), and a refusal for
+what it does not have (``flat_object``, ``_plugins/*``, settings changes, custom ``_id``);
+each refusal cites the documented behaviour it stands for.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +29,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-__all__ = ["FaultProxy", "Faults", "Seen"]
+__all__ = ["EMULATIONS", "Emulation", "FaultProxy", "Faults", "Seen"]
 
 
 @dataclass
@@ -43,6 +50,137 @@ class Faults:
     down: bool = False  # every request, bulk or not, answered 503: the cluster is unreachable
 
 
+@dataclass(frozen=True)
+class Emulation:
+    """What a kind of cluster answers that osmem-server (OpenSearch 3.8) does not."""
+
+    name: str
+    root: dict[str, Any] | None  # the answer to GET /; None: 404 (Serverless)
+    flat_object: bool = True
+    plugins: bool = True  # the _plugins/* APIs (ISM, Alerting, Notifications)
+    index_settings: bool = True  # shards, replicas and refresh may be set and changed
+    custom_ids: bool = True  # bulk items, GET and mget by _id
+    cluster_apis: bool = True  # _cluster/*, _nodes/*, _cat/* beyond _cat/indices
+
+
+def _opensearch_root(number: str) -> dict[str, Any]:
+    # OpenSearch 1.x and 2.x: "distribution": "opensearch" in the version object.
+    return {
+        "name": "node-1",
+        "cluster_name": "123456789012:audit",
+        "version": {"distribution": "opensearch", "number": number, "lucene_version": "9.4.2"},
+        "tagline": "The OpenSearch Project: https://opensearch.org/",
+    }
+
+
+EMULATIONS = {
+    e.name: e
+    for e in (
+        # flat_object arrived in OpenSearch 2.7 (its documentation's "flat object" page).
+        Emulation("opensearch-2.5", _opensearch_root("2.5.0"), flat_object=False),
+        # Amazon OpenSearch Service's compatibility mode (override_main_response_version):
+        # GET / answers 7.10.2, without "distribution", with OpenSearch's tagline.
+        Emulation(
+            "opensearch-1.3-compat",
+            {
+                "name": "node-1",
+                "cluster_name": "123456789012:legacy",
+                "version": {"number": "7.10.2", "build_type": "tar", "lucene_version": "8.10.1"},
+                "tagline": "The OpenSearch Project: https://opensearch.org/",
+            },
+            flat_object=False,
+        ),
+        # Elasticsearch 7.10 (the service's legacy engine) runs the open-source distribution:
+        # build_flavor "oss", Elasticsearch's tagline, neither flat_object nor flattened (an
+        # X-Pack type), and no _plugins/* (its ISM and Alerting live under _opendistro).
+        Emulation(
+            "elasticsearch-7.10",
+            {
+                "name": "node-1",
+                "cluster_name": "123456789012:legacy-es",
+                "version": {
+                    "number": "7.10.2",
+                    "build_flavor": "oss",
+                    "build_type": "tar",
+                    "lucene_version": "8.7.0",
+                },
+                "tagline": "You Know, for Search",
+            },
+            flat_object=False,
+            plugins=False,
+        ),
+        # OpenSearch Serverless (its "supported operations" list): no GET /, no ISM (retention
+        # is the collection's data lifecycle policy) nor any _plugins API used here, no
+        # _cluster/_nodes/_cat APIs but _cat/indices, index settings cannot be set or changed.
+        Emulation(
+            "serverless-search",
+            None,
+            plugins=False,
+            index_settings=False,
+            cluster_apis=False,
+        ),
+        # ... and a TIMESERIES collection takes no custom document IDs (_create/<id> and
+        # _doc/<id> are for SEARCH collections only).
+        Emulation(
+            "serverless-timeseries",
+            None,
+            plugins=False,
+            index_settings=False,
+            cluster_apis=False,
+            custom_ids=False,
+        ),
+    )
+}
+_SETTINGS_KEYS = (b'"number_of_replicas"', b'"refresh_interval"', b'"number_of_shards"')
+_BY_ID = re.compile(r"^/[^_/][^/]*/(_doc|_create|_update)/[^/]+$|(^|/)_mget$")
+_NO_IDS = {
+    "type": "illegal_argument_exception",
+    "reason": "Document ID is not supported in create/index operation request",
+}
+
+
+_MANAGED = "shards, replicas and refresh_interval are managed by the service"
+_NO_FLAT_OBJECT = "No handler for type [flat_object] declared on field [request]"
+
+
+def _refusal(status: int, etype: str, reason: str) -> web.Response:
+    error = {"root_cause": [{"type": etype, "reason": reason}], "type": etype, "reason": reason}
+    body = {"error": error, "status": status}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def emulate(e: Emulation, method: str, path: str, body: bytes) -> web.Response | None:
+    """The emulated cluster's own answer to a request other than ``_bulk``, or None to pass it
+    to the server behind."""
+    if path in ("", "/") and method in ("GET", "HEAD"):
+        if e.root is None:  # Serverless does not serve GET / (404)
+            return _refusal(404, "not_found", "GET / is not supported")
+        return web.Response(body=orjson.dumps(e.root), content_type="application/json")
+    if not e.plugins and path.startswith("/_plugins/"):
+        if e.root is None:  # Serverless: not an API of the service
+            return _refusal(404, "not_found", f"{path} is not supported")
+        # Elasticsearch's answer to a path it has no handler for
+        reason = f"no handler found for uri [{path}] and method [{method}]"
+        return web.Response(
+            status=400, body=orjson.dumps({"error": reason}), content_type="application/json"
+        )
+    cat = path.startswith("/_cat/") and not path.startswith("/_cat/indices")
+    if not e.cluster_apis and (cat or path.startswith(("/_cluster/", "/_nodes"))):
+        return _refusal(404, "not_found", f"{path} is not supported")
+    writes = method in ("PUT", "POST")
+    if not e.index_settings and writes:
+        if path.endswith("/_settings"):  # Serverless: index settings cannot be changed
+            return _refusal(400, "illegal_argument_exception", "index settings are not supported")
+        if any(k in body for k in _SETTINGS_KEYS):
+            return _refusal(400, "illegal_argument_exception", _MANAGED)
+    if not e.flat_object and writes and b'"flat_object"' in body:
+        # Elasticsearch and OpenSearch before 2.7 validate a template's mapping on PUT.
+        return _refusal(400, "mapper_parsing_exception", _NO_FLAT_OBJECT)
+    if not e.custom_ids and _BY_ID.search(path):  # TIMESERIES: no document IDs
+        return _refusal(400, "illegal_argument_exception", _NO_IDS["reason"])
+    return None
+
+
 @dataclass
 class Seen:
     """One bulk request as the proxy saw it."""
@@ -57,9 +195,12 @@ class Seen:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
+    def __init__(
+        self, upstream: str, faults: Faults | None = None, emulation: Emulation | None = None
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.faults = faults or Faults()
+        self.emulation = emulation
         self.seen: list[Seen] = []
         self.url = ""
         self._rng = random.Random(self.faults.seed)
@@ -134,6 +275,10 @@ class FaultProxy:
         compressed = request.headers.get("Content-Encoding") == "gzip"
         if compressed and body[:2] == b"\x1f\x8b":  # aiohttp usually inflates it already
             body = gzip.decompress(body)
+        if self.emulation is not None and not request.path.endswith("/_bulk"):
+            own = emulate(self.emulation, request.method, request.path, body)
+            if own is not None:
+                return own
         if not request.path.endswith("/_bulk"):
             status, data, ctype = await self._forward(request, body)
             return web.Response(status=status, body=data, content_type=ctype.split(";")[0])
@@ -172,7 +317,15 @@ class FaultProxy:
         lines = body.splitlines()
         pairs = list(zip(lines[::2], lines[1::2], strict=True))
         failed = {i for i in range(len(pairs)) if rng.random() < f.item_429}
-        kept = b"".join(a + b"\n" + s + b"\n" for i, (a, s) in enumerate(pairs) if i not in failed)
+        refused = set()
+        if self.emulation is not None and not self.emulation.custom_ids:
+            # TIMESERIES: an item carrying an _id is refused, the others are indexed
+            refused = {i for i, (a, _) in enumerate(pairs) if b'"_id"' in a} - failed
+        kept = b"".join(
+            a + b"\n" + s + b"\n"
+            for i, (a, s) in enumerate(pairs)
+            if i not in failed and i not in refused
+        )
         items: list[Any] = []
         status = 200
         if kept:
@@ -192,12 +345,14 @@ class FaultProxy:
                 }
             }
             if i in failed
+            else {"create": {"status": 400, "error": _NO_IDS}}
+            if i in refused
             else next(merged)
             for i in range(len(pairs))
         ]
         answer = orjson.dumps(
             {
-                "errors": bool(failed)
+                "errors": bool(failed or refused)
                 or any(int(next(iter(it.values())).get("status", 200)) >= 300 for it in out),
                 "items": out,
             }
