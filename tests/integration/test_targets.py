@@ -182,6 +182,28 @@ class TestEveryTarget:
         assert f"{copies} extra copies (sent again after an unanswered request)" in check.stdout
         assert f"documents: {len(ids)} found, 0 missing, 0 unexpected" in check.stdout
 
+    def test_timeseries_verify_repairs_a_lost_document(
+        self, archive: tuple[Path, set[str]], opensearch_url: str, tmp_path: Path
+    ) -> None:
+        """A document deleted from a TIMESERIES collection is found missing by eventID and
+        re-sent (without _id) by verify --repair."""
+        root, ids = archive
+        with FaultProxy(opensearch_url, emulation=EMULATIONS["serverless-timeseries"]) as proxy:
+            run = backfill(str(root), proxy.url, tmp_path, "--workers", "0")
+            assert (0, len(ids)) == (run.code, run.done["indexed"]), run.stderr[-2000:]
+            lost = sorted(ids)[0]
+            upstream = OpenSearch(hosts=[opensearch_url])
+            upstream.delete_by_query(
+                index="cloudtrail", body={"query": {"term": {"eventID": lost}}}, refresh=True
+            )
+            upstream.close()
+            check = cli(
+                "verify", str(root), "--opensearch", proxy.url, "--repair", *_run_args(tmp_path)
+            )
+        assert 0 == check.code, check.stdout
+        assert "1 re-sent by --repair" in check.stdout
+        assert sorted(ids) == sorted(d["eventID"] for d in _docs(opensearch_url))
+
 
 TAIL_SUMMARY = {
     "elasticsearch-7.10": "| target: Elasticsearch 7.10.2 (open-source distribution); payloads "

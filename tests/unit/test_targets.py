@@ -11,6 +11,7 @@ import pytest
 
 from ingest.cluster import render_components
 from ingest.config import IndexConfig, SinkConfig
+from ingest.ops.dashboards import saved_objects
 from ingest.sink import OpenSearchBulkClient
 from ingest.targets import Collection, Kind, Target, _declared, from_root, refuses_ids
 
@@ -149,3 +150,10 @@ class TestWritePath:
         """A mapping error is not mistaken for a TIMESERIES collection."""
         assert refuses_ids({"reason": "Document ID is not supported in create/index operation"})
         assert not refuses_ids({"type": "mapper_parsing_exception", "reason": "failed to parse"})
+
+
+class TestKibana:
+    def test_every_attribute_of_the_dashboards_is_one_kibana_knows(self) -> None:
+        """Kibana 7.10 gets the same objects, no attribute dropped: a new attribute that only
+        OpenSearch Dashboards knows fails here, not silently in Kibana."""
+        assert saved_objects() == saved_objects(app="Kibana")
