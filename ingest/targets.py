@@ -19,9 +19,10 @@ same at ``setup`` and in the run's log.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -45,6 +46,7 @@ __all__ = [
     "refuses_ids",
 ]
 
+T = TypeVar("T")
 _log = structlog.get_logger("ingest.targets")
 _OPENSEARCH_TAGLINE = "The OpenSearch Project"
 _FLAT_OBJECT_SINCE = (2, 7)
@@ -242,28 +244,18 @@ async def install_templates(
 ) -> str:
     """Install the templates shaped for ``target``; where it is not known whether the cluster
     has ``flat_object``, try it, and install without it when the cluster refuses the type."""
-    try:
-        return await cluster.install_template(client, config, index, **_shape(target))
-    except SinkError as exc:
-        if target.flat_object is not None or not _flat_object_refused(exc):
-            raise
-    target.flat_object = False
-    _log.warning("flat_object_missing", target=target.describe(), notes=target.notes())
-    return await cluster.install_template(client, config, index, **_shape(target))
+    return await _trying_flat_object(
+        target, lambda: cluster.install_template(client, config, index, **_shape(target))
+    )
 
 
 async def ensure_templates(client: AsyncOpenSearch, config: SinkConfig, target: Target) -> bool:
     """:func:`ingest.cluster.ensure_template` shaped for ``target`` (see
     :func:`install_templates`); True when installed now. Where templates exist and it is not
     known whether the cluster has ``flat_object``, the installed ones tell."""
-    try:
-        installed = await cluster.ensure_template(client, config, **_shape(target))
-    except SinkError as exc:
-        if target.flat_object is not None or not _flat_object_refused(exc):
-            raise
-        target.flat_object = False
-        _log.warning("flat_object_missing", target=target.describe(), notes=target.notes())
-        return await cluster.ensure_template(client, config, **_shape(target))
+    installed = await _trying_flat_object(
+        target, lambda: cluster.ensure_template(client, config, **_shape(target))
+    )
     if not installed and target.flat_object is None:
         name = cluster.component_names(config)["enrichment"]
         body = await cluster.call(
@@ -273,6 +265,22 @@ async def ensure_templates(client: AsyncOpenSearch, config: SinkConfig, target: 
         )
         target.flat_object = b'"flat_object"' in orjson.dumps(body)
     return installed
+
+
+async def _trying_flat_object(target: Target, install: Callable[[], Awaitable[T]]) -> T:
+    """``install()`` as ``target`` is shaped; where it is not known whether the cluster has
+    ``flat_object`` and the cluster refuses the type, mark it missing and install again."""
+    try:
+        done = await install()
+    except SinkError as exc:
+        if target.flat_object is not None or not _flat_object_refused(exc):
+            raise
+        target.flat_object = False
+        _log.warning("flat_object_missing", target=target.describe(), notes=target.notes())
+        return await install()
+    if target.flat_object is None and done:  # installed with flat_object: the cluster has it
+        target.flat_object = True
+    return done
 
 
 def _shape(target: Target) -> dict[str, bool]:

@@ -25,7 +25,7 @@ import pytest
 from opensearchpy import OpenSearch
 
 from ingest.testing import synth
-from ingest.testing.faultproxy import EMULATIONS, FaultProxy, Faults
+from ingest.testing.faultproxy import EMULATIONS, Emulation, FaultProxy, Faults
 
 from .helpers import backfill, cli
 
@@ -152,6 +152,28 @@ class TestEveryTarget:
                 index="cloudtrail", body={"query": {"term": {"ct.clickops": True}}}
             )["count"]
             assert clickops == json.loads(report.stdout)["summary"]["clickops_events"]
+
+    def test_compatibility_mode_of_a_recent_opensearch_keeps_flat_object(
+        self, archive: tuple[Path, set[str]], opensearch_url: str, tmp_path: Path
+    ) -> None:
+        """GET / answering 7.10.2 does not tell the version: flat_object is tried, and kept
+        where the cluster takes it (by setup, and by a backfill reading the installed
+        templates), so payloads stay searchable."""
+        root, ids = archive
+        compat = EMULATIONS["opensearch-1.3-compat"]
+        recent = Emulation("opensearch-2.11-compat", compat.root, flat_object=True)
+        with FaultProxy(opensearch_url, emulation=recent) as proxy:
+            setup = cli("setup", "--opensearch", proxy.url, "--log-format", "json")
+            assert 0 == setup.code, setup.stderr[-2000:]
+            assert "has no flat_object type" not in setup.stdout
+            run = backfill(str(root), proxy.url, tmp_path, "--workers", "0")
+        assert (0, len(ids)) == (run.code, run.done["indexed"]), run.stderr[-2000:]
+        assert "| target:" not in run.stdout  # nothing differs from the default
+        client = OpenSearch(hosts=[opensearch_url])
+        client.indices.refresh(index="cloudtrail")
+        hits = client.count(index="cloudtrail", body={"query": {"exists": {"field": "ct.flat"}}})
+        client.close()
+        assert 0 < hits["count"]
 
     def test_timeseries_counts_what_a_retry_may_have_duplicated(
         self, archive: tuple[Path, set[str]], opensearch_url: str, tmp_path: Path
