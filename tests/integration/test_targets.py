@@ -204,11 +204,12 @@ class TestEveryTarget:
         assert f"{copies} extra copies (sent again after an unanswered request)" in check.stdout
         assert f"documents: {len(ids)} found, 0 missing, 0 unexpected" in check.stdout
 
-    def test_timeseries_verify_repairs_a_lost_document(
+    def test_timeseries_verify_repairs_lost_documents(
         self, archive: tuple[Path, set[str]], opensearch_url: str, tmp_path: Path
     ) -> None:
         """A document deleted from a TIMESERIES collection is found missing by eventID and
-        re-sent (without _id) by verify --repair."""
+        re-sent (without _id) by verify --repair; so is every document of an emptied index,
+        where only the refused lookup by _id tells the collection's kind."""
         root, ids = archive
         with FaultProxy(opensearch_url, emulation=EMULATIONS["serverless-timeseries"]) as proxy:
             run = backfill(str(root), proxy.url, tmp_path, "--workers", "0")
@@ -222,8 +223,19 @@ class TestEveryTarget:
             check = cli(
                 "verify", str(root), "--opensearch", proxy.url, "--repair", *_run_args(tmp_path)
             )
+            assert 0 == check.code, check.stdout
+            assert "1 re-sent by --repair" in check.stdout
+            assert sorted(ids) == sorted(d["eventID"] for d in _docs(opensearch_url))
+            upstream = OpenSearch(hosts=[opensearch_url])
+            upstream.delete_by_query(
+                index="cloudtrail", body={"query": {"match_all": {}}}, refresh=True
+            )
+            upstream.close()
+            check = cli(
+                "verify", str(root), "--opensearch", proxy.url, "--repair", *_run_args(tmp_path)
+            )
         assert 0 == check.code, check.stdout
-        assert "1 re-sent by --repair" in check.stdout
+        assert f"{len(ids)} re-sent by --repair" in check.stdout
         assert sorted(ids) == sorted(d["eventID"] for d in _docs(opensearch_url))
 
 
