@@ -68,8 +68,9 @@ class Collection(StrEnum):
 @dataclass(slots=True)
 class Target:
     """The cluster of a run. Mutable in two places only, each when the cluster itself says so:
-    ``flat_object`` (unknown in compatibility mode until a template is refused) and
-    ``collection`` (unknown on Serverless until a write with an ``_id`` is refused)."""
+    ``flat_object`` (unknown in compatibility mode until a template with it is accepted or
+    refused, or read back) and ``collection`` (unknown on Serverless until a write with an
+    ``_id`` is taken or refused)."""
 
     kind: Kind = Kind.OPENSEARCH
     version: str = ""  # "" when the cluster does not say (Serverless, compatibility mode)
