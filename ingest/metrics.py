@@ -48,6 +48,11 @@ class RunCollector(Collector):
         events.add_metric(["deadlettered"], s.deadlettered)
         events.add_metric(["skipped"], s.skipped)
         yield events
+        yield CounterMetricFamily(  # a fleet: what this worker redid (a redelivery, a rerun)
+            "ct_ingest_events_already_indexed",
+            "Indexed records the index already held (answered 409): counted in indexed too",
+            value=s.already_indexed,
+        )
         objects = CounterMetricFamily("ct_ingest_objects", "Objects by outcome", labels=["outcome"])
         objects.add_metric(["done"], s.objects_done)
         objects.add_metric(["failed"], s.objects_failed)

@@ -190,6 +190,7 @@ class TestPolling:
         assert (
             f'ct_ingest_events_total{{outcome="indexed"}} {float(len(expected))}'.encode() in body
         )
+        assert b"ct_ingest_events_already_indexed_total 0.0" in body  # nothing redone
         assert b"ct_ingest_bulk_latency_seconds_bucket" in body
         assert b"ct_ingest_lag_seconds" in body
         assert 200 == _http(f"http://127.0.0.1:{port}/healthz")[0]
