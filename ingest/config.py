@@ -279,6 +279,7 @@ class Settings:
     shard: tuple[int, int] | None = None  # (I, N): this process takes shard I of N
     # bound on the estimated bytes of objects being processed
     inflight_bytes: int = DEFAULT_INFLIGHT_BYTES
+    geoip: tuple[Path | None, Path | None] = (None, None)  # --geoip-db, --asn-db (MaxMind)
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -469,8 +470,9 @@ def build_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> Settin
     ``region``, ``include_insight``, ``exclude``, ``concurrency``, ``workers``, ``log_format``,
     ``backfill_mode``, ``retry_failed``, ``drain_seconds``, ``shard`` (``I/N``; when the
     command has the option but it is not given, from :func:`orchestrator_shard`),
-    ``inflight_mib``. ``env`` is the process environment (``AWS_ENDPOINT_URL_S3``,
-    ``XDG_STATE_HOME``, ``CT_INGEST_PASSWORD``); nothing here reads ``os.environ``."""
+    ``inflight_mib``, ``geoip_db``, ``asn_db``. ``env`` is the process environment
+    (``AWS_ENDPOINT_URL_S3``, ``XDG_STATE_HOME``, ``CT_INGEST_PASSWORD``); nothing here reads
+    ``os.environ``."""
     environment = from_environment(env)
     retry = _retry(options)
     location = parse_location(_required(options, "source", "a source (s3://BUCKET or a directory)"))
@@ -506,4 +508,5 @@ def build_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> Settin
         drain_seconds=_get(options, "drain_seconds", float, DEFAULT_DRAIN_SECONDS),
         shard=parse_shard(shard) if shard else None,
         inflight_bytes=_mib(options, "inflight_mib", DEFAULT_INFLIGHT_BYTES),
+        geoip=(_path(options, "geoip_db"), _path(options, "asn_db")),
     )

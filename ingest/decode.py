@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
 from ingest.config import DEFAULT_INDEX_PREFIX
 from ingest.enrich import enrich
+from ingest.enrich.geo import use as use_geoip
 
 __all__ = [
     "Decoded",
@@ -346,11 +348,14 @@ def decode_object(
     *,
     index_prefix: str = DEFAULT_INDEX_PREFIX,
     exclude: tuple[str, ...] = (),
+    geoip: tuple[Path | None, Path | None] = (None, None),
 ) -> Decoded:
     """Gunzip, parse and shape every record of one CloudTrail log file.
 
     Records matching an ``exclude`` pattern are counted as skipped by rule, not indexed.
+    ``geoip`` names the databases for ``source.geo``/``source.as`` (none: no lookup).
     """
+    use_geoip(*geoip)
     out = Decoded(key=key)
     try:
         body, out.json_bytes = _load_json(data)

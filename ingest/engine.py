@@ -267,6 +267,7 @@ class _Pipeline:
             data,
             index_prefix=self.settings.sink.index_prefix,
             exclude=self.settings.filters.exclude,
+            geoip=self.settings.geoip,
         )
         if self.executor is None:
             return await asyncio.to_thread(fn)

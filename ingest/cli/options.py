@@ -24,6 +24,7 @@ __all__ = [
     "Account",
     "Alerts",
     "Alias",
+    "AsnDb",
     "AuthUser",
     "AwsAuth",
     "AwsRegion",
@@ -45,6 +46,7 @@ __all__ = [
     "ExitWhenIdle",
     "Format",
     "Fresh",
+    "GeoipDb",
     "Gzip",
     "IamDetails",
     "IamUser",
@@ -183,6 +185,26 @@ Exclude = Annotated[
 Shard = Annotated[
     str | None,
     _option("--shard", help="I/N: take only shard I of N of the objects (one process per shard)."),
+]
+
+# -- enrichment ------------------------------------------------------------------------------------
+GeoipDb = Annotated[
+    Path | None,
+    _option(
+        "--geoip-db",
+        help="MaxMind-format city or country database (GeoLite2-City.mmdb) for source.geo.*.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+AsnDb = Annotated[
+    Path | None,
+    _option(
+        "--asn-db",
+        help="MaxMind-format ASN database (GeoLite2-ASN.mmdb) for source.as.*.",
+        exists=True,
+        dir_okay=False,
+    ),
 ]
 
 # -- state -----------------------------------------------------------------------------------------

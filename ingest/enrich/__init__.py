@@ -1,4 +1,4 @@
-"""Enrichment: pure functions that add namespaced fields (``ct.*`` and a few ECS names) to a record.
+"""Enrichment: pure functions that add namespaced fields (``ct.*`` and ECS fields) to a record.
 
 Each enricher takes the record and the ``ct`` fields computed so far and returns new ``ct``
 fields; :func:`enrich` runs them in order, each on its own, so one failing enricher costs only

@@ -8,8 +8,9 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
-__all__ = ["ResourceRule", "Rules", "load_rules"]
+__all__ = ["EcsEventRule", "EcsRules", "ResourceRule", "Rules", "load_rules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,27 @@ class ResourceRule:
     path: tuple[str, ...]
     type: str
     id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EcsEventRule:
+    """One ``[[ecs.event]]`` row: the events it matches and what it says about them."""
+
+    match: re.Pattern[str]  # over "eventSource:eventName"
+    category: tuple[str, ...] | None
+    type: tuple[str, ...] | None
+    entity: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EcsRules:
+    """``[ecs]``: event.category and event.type by event source and event name."""
+
+    default_category: tuple[str, ...]
+    source_category: dict[str, tuple[str, ...]]
+    type_prefixes: tuple[tuple[str, str], ...]
+    default_type: tuple[str, ...]
+    events: tuple[EcsEventRule, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +57,34 @@ class Rules:
     sdk: tuple[tuple[str, str], ...]
     groups: dict[str, str]
     resources: dict[str, tuple[ResourceRule, ...]]  # by eventSource, "*" first in each
+    ecs: EcsRules
 
 
 def _noise(patterns: list[str]) -> re.Pattern[str]:
     globs = [p if ":" in p else f"*:{p}" for p in patterns]
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
+
+
+def _tuple(value: list[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _ecs(raw: dict[str, Any]) -> EcsRules:
+    return EcsRules(
+        default_category=tuple(raw["default_category"]),
+        source_category={k: tuple(v) for k, v in raw["source_category"].items()},
+        type_prefixes=tuple((p, t) for p, t in raw["type_prefixes"]),
+        default_type=tuple(raw["default_type"]),
+        events=tuple(
+            EcsEventRule(
+                match=_noise([row["match"]]),
+                category=_tuple(row.get("category")),
+                type=_tuple(row.get("type")),
+                entity=tuple(row.get("entity", ())),
+            )
+            for row in raw.get("event", ())
+        ),
+    )
 
 
 @cache
@@ -69,4 +114,5 @@ def load_rules() -> Rules:
         sdk=tuple((k, m) for k, m in tool["sdk"]),
         groups=dict(tool["groups"]),
         resources=by_source,
+        ecs=_ecs(raw["ecs"]),
     )

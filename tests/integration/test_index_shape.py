@@ -51,8 +51,8 @@ class TestCorpusInTheIndex:
         return opensearch_url
 
     def test_clickops_fields(self, loaded: str) -> None:
-        """The four console writes in the corpus files are ClickOps (three by jane.doe, through the
-        user.name alias; raj.patel's failed)."""
+        """The four console writes in the corpus files are ClickOps (three by jane.doe, found by
+        her SSO session's e-mail in user.email; raj.patel's failed)."""
         assert 4 == count(loaded, query=_term("ct.clickops", True))
         assert 3 == count(
             loaded,
@@ -60,7 +60,7 @@ class TestCorpusInTheIndex:
                 "bool": {
                     "filter": [
                         _term("ct.clickops", True),
-                        _term("user.name", "jane.doe@example.com"),
+                        _term("user.email", "jane.doe@example.com"),
                     ]
                 }
             },
