@@ -13,6 +13,7 @@ back after their visibility timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -131,6 +132,7 @@ class _Message:
         self.message_id = message_id
         self.keys = tuple(sorted(keys))
         self.waiting = keys
+        self.settled = False  # every object it names is settled: delete it
         self.extender: asyncio.Task[None] | None = None
 
 
@@ -168,6 +170,7 @@ class SqsConsumer:
     def _done(self, message: _Message) -> None:
         if message.extender:
             message.extender.cancel()
+        message.settled = True
         self._done_q.put_nowait(message)
 
     async def _delete_some(self) -> None:
@@ -175,16 +178,20 @@ class SqsConsumer:
         batch = [await self._done_q.get()]
         while len(batch) < BATCH_ENTRIES and not self._done_q.empty():
             batch.append(self._done_q.get_nowait())
+        await self._delete(batch)
+
+    async def _delete(self, batch: list[_Message]) -> None:
         try:
             failed = set(await self._queue.delete([m.receipt for m in batch]))
         except IngestError as exc:  # they come back after their visibility timeout, find
             failed = {m.receipt for m in batch}  # their objects settled and are deleted then
             _log.warning("sqs_delete_failed", messages=len(batch), error=str(exc)[:300])
+        else:
+            if failed:  # the same: they come back
+                _log.warning("sqs_delete_refused", messages=len(failed))
         for m in batch:
             self._held.pop(m.receipt, None)
         self.deleted += len(batch) - len(failed)
-        if failed:
-            _log.warning("sqs_delete_refused", messages=len(failed))
 
     async def _delete_forever(self) -> None:
         while True:
@@ -212,14 +219,17 @@ class SqsConsumer:
     async def aclose(self) -> None:
         """The run is over: delete the settled messages, release the others (visibility 0) so
         another worker takes them now rather than after their visibility timeout."""
-        while not self._done_q.empty():
-            await self._delete_some()
-        if self._deleter is not None:
+        if self._deleter is not None:  # a batch it was deleting is still held: done below
             self._deleter.cancel()
-        held = list(self._held.values())
-        for m in held:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deleter
+        for m in self._held.values():
             if m.extender:
                 m.extender.cancel()
+        settled = [m for m in self._held.values() if m.settled]
+        for start in range(0, len(settled), BATCH_ENTRIES):
+            await self._delete(settled[start : start + BATCH_ENTRIES])
+        held = list(self._held.values())
         if held:
             try:
                 refused = await self._queue.release([m.receipt for m in held])

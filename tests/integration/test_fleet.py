@@ -278,3 +278,15 @@ class TestFleet:
         done = [ev["key"] for err in logs for ev in _events(err, "object_done")]
         assert set(done) == {f.key for f in files}
         _verify(opensearch_url, tmp_path, [tmp_path / f"w{i}/deadletter.jsonl" for i in range(2)])
+        table = cli("status", "--sqs-queue-url", url, "--opensearch", opensearch_url)
+        assert 0 == table.code, table.stderr
+        rows = {
+            cells[0]: cells[1]
+            for line in table.stdout.splitlines()
+            if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 2
+        }
+        assert "0 / 0 / 0" == rows["messages waiting / in flight / delayed"]
+        assert ("0", f"{len(ids):,}") == (
+            rows["messages on the dead-letter queue"],
+            rows["documents in cloudtrail"],
+        )
