@@ -40,6 +40,20 @@ def _archive(s3_url: str, events: int, per_file: int = 40) -> list[synth.SynthFi
     return files
 
 
+def _wait_for_progress(proc: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
+    """Read the run's log until its first object is settled (so the run is under way, its
+    signal handlers installed, and most objects still to do)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break  # the process ended
+        if b'"object_done"' in line:
+            return
+    raise AssertionError("the run settled no object in time")
+
+
 def _start(opensearch: str, state: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -133,7 +147,7 @@ class TestCrashes:
         finishes and verify matches."""
         files = _archive(s3_url, 6000)
         proc = _start(opensearch_url, tmp_path, "--drain-seconds", "5")
-        time.sleep(2.5)
+        _wait_for_progress(proc)  # a loaded machine may take seconds to get that far
         assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
