@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_LOG_FORMAT",
     "DEFAULT_MAX_BULK_BYTES",
     "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_MAX_OBJECT_BYTES",
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TARGET_SECONDS",
     "DEFAULT_TIMEOUT",
@@ -78,6 +79,8 @@ DEFAULT_TIMEOUT = 50.0
 DEFAULT_RETRY_DEADLINE = 300.0
 DEFAULT_DRAIN_SECONDS = 30.0
 DEFAULT_INFLIGHT_BYTES = 384 * MiB
+DEFAULT_MAX_OBJECT_BYTES = 2048 * MiB  # one object's JSON: refused past it (a gzip bomb stops)
+DEFAULT_STREAM_ABOVE, DEFAULT_BATCH_BYTES = 8 * MiB, 4 * MiB  # larger ones: read in batches
 DEFAULT_LOG_FORMAT = "auto"
 # The kinds of cluster --target may declare (auto: identified at start, ingest.targets).
 TARGETS = ("auto", "opensearch", "elasticsearch", "serverless-search", "serverless-timeseries")
@@ -279,6 +282,9 @@ class Settings:
     shard: tuple[int, int] | None = None  # (I, N): this process takes shard I of N
     # bound on the estimated bytes of objects being processed
     inflight_bytes: int = DEFAULT_INFLIGHT_BYTES
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES  # inflated JSON of one object, at most
+    stream_above: int = DEFAULT_STREAM_ABOVE  # larger objects: in batches of batch_bytes
+    batch_bytes: int = DEFAULT_BATCH_BYTES
     geoip: tuple[Path | None, Path | None] = (None, None)  # --geoip-db, --asn-db (MaxMind)
 
     def __post_init__(self) -> None:
@@ -470,9 +476,9 @@ def build_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> Settin
     ``region``, ``include_insight``, ``exclude``, ``concurrency``, ``workers``, ``log_format``,
     ``backfill_mode``, ``retry_failed``, ``drain_seconds``, ``shard`` (``I/N``; when the
     command has the option but it is not given, from :func:`orchestrator_shard`),
-    ``inflight_mib``, ``geoip_db``, ``asn_db``. ``env`` is the process environment
-    (``AWS_ENDPOINT_URL_S3``, ``XDG_STATE_HOME``, ``CT_INGEST_PASSWORD``); nothing here reads
-    ``os.environ``."""
+    ``inflight_mib``, ``max_object_mib``, ``geoip_db``, ``asn_db``. ``env`` is the process
+    environment (``AWS_ENDPOINT_URL_S3``, ``XDG_STATE_HOME``, ``CT_INGEST_PASSWORD``); nothing
+    here reads ``os.environ``."""
     environment = from_environment(env)
     retry = _retry(options)
     location = parse_location(_required(options, "source", "a source (s3://BUCKET or a directory)"))
@@ -508,5 +514,6 @@ def build_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> Settin
         drain_seconds=_get(options, "drain_seconds", float, DEFAULT_DRAIN_SECONDS),
         shard=parse_shard(shard) if shard else None,
         inflight_bytes=_mib(options, "inflight_mib", DEFAULT_INFLIGHT_BYTES),
+        max_object_bytes=_mib(options, "max_object_mib", DEFAULT_MAX_OBJECT_BYTES),
         geoip=(_path(options, "geoip_db"), _path(options, "asn_db")),
     )

@@ -13,10 +13,9 @@ A record's fate (skipped by rule, rejected, or which index and ``_id``) is decid
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import hashlib
+import os
 import re
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -26,9 +25,15 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ingest.config import DEFAULT_INDEX_PREFIX
+from ingest.config import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_INDEX_PREFIX,
+    DEFAULT_MAX_OBJECT_BYTES,
+    DEFAULT_STREAM_ABOVE,
+)
 from ingest.enrich import enrich
 from ingest.enrich.geo import use as use_geoip
+from ingest.inflate import Span, Spill, Unreadable, inflate, read_span, spans
 
 __all__ = [
     "Decoded",
@@ -37,7 +42,9 @@ __all__ = [
     "Planned",
     "Rejected",
     "Skip",
+    "Stream",
     "decode_object",
+    "decode_span",
     "document_for",
     "document_id",
     "exclusion_matcher",
@@ -48,7 +55,6 @@ __all__ = [
     "to_document",
 ]
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _MAX_ID_BYTES = 512  # OpenSearch's limit for _id
 
 
@@ -71,9 +77,18 @@ class Rejected:
     record: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A large object's records, still to be decoded a span at a time (see
+    :func:`decode_span`) from its spill file, which the caller removes when done."""
+
+    path: str
+    spans: tuple[Span, ...]
+
+
 @dataclass(slots=True)
 class Decoded:
-    """The outcome of decoding one object."""
+    """The outcome of decoding one object, or one batch of a large object's records."""
 
     key: str
     documents: list[Document] = field(default_factory=list)
@@ -84,6 +99,7 @@ class Decoded:
     newest_event: str = ""  # the newest eventTime among the documents
     json_bytes: int = 0
     failed: bool = False
+    stream: Stream | None = None  # a large object: its records come in batches, decode_span
 
 
 @dataclass(slots=True)  # one per record: neither frozen nor a NamedTuple, both slower to build
@@ -314,18 +330,12 @@ def exclusion_matcher(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
 
 
-def _load_json(data: bytes) -> tuple[Any, int]:
-    if not data:
-        raise _BadRecord("EmptyObject", "object is empty (0 bytes)")
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise _BadRecord("BadGzip", f"gzip stream is corrupt or truncated: {exc}") from None
-    elif data.lstrip()[:1] == b"{":
-        raw = data  # already uncompressed (an archive synced and gunzipped on disk)
-    else:
-        raise _BadRecord("NotGzip", f"object is neither gzip nor JSON (starts with {data[:8]!r})")
+def _load_json(data: bytes, limit: int = DEFAULT_MAX_OBJECT_BYTES) -> tuple[Any, int]:
+    try:
+        raw = inflate(data, limit=limit, spill_above=limit, spill_dir=None)
+    except Unreadable as bad:
+        raise _BadRecord(bad.error_type, bad.reason) from None
+    assert isinstance(raw, bytes)  # nosec B101 (spill_above=limit: never spilled)
     try:
         return orjson.loads(raw), len(raw)
     except orjson.JSONDecodeError as exc:
@@ -348,26 +358,92 @@ def decode_object(
     *,
     index_prefix: str = DEFAULT_INDEX_PREFIX,
     exclude: tuple[str, ...] = (),
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+    stream_above: int = DEFAULT_STREAM_ABOVE,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    spill_dir: str | None = None,
     geoip: tuple[Path | None, Path | None] = (None, None),
 ) -> Decoded:
     """Gunzip, parse and shape every record of one CloudTrail log file.
 
-    Records matching an ``exclude`` pattern are counted as skipped by rule, not indexed.
-    ``geoip`` names the databases for ``source.geo``/``source.as`` (none: no lookup).
+    Records matching an ``exclude`` pattern are counted as skipped by rule, not indexed. An
+    object of more than ``stream_above`` bytes of JSON is inflated into a file in
+    ``spill_dir`` instead and checked, and comes back with no documents and a :class:`Stream`
+    of spans of about ``batch_bytes`` for :func:`decode_span`; one of more than
+    ``max_object_bytes`` is refused (``TooLarge``) without inflating the rest. ``geoip``
+    names the databases for ``source.geo``/``source.as`` (none: no lookup).
     """
     use_geoip(*geoip)
     out = Decoded(key=key)
     try:
-        body, out.json_bytes = _load_json(data)
+        try:
+            raw = inflate(
+                data,
+                limit=max_object_bytes,
+                spill_above=stream_above,
+                spill_dir=spill_dir,
+                name=key,
+            )
+        except Unreadable as bad:
+            raise _BadRecord(bad.error_type, bad.reason) from None
+        if isinstance(raw, Spill):
+            return _streamed(out, raw, batch_bytes)
+        out.json_bytes = len(raw)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _BadRecord("BadJson", f"invalid JSON: {exc}") from None
+        del raw
         records = _records_of(body)
     except _BadRecord as bad:
         out.failed = True
         out.rejected.append(Rejected(None, bad.error_type, bad.reason))
         return out
+    _decode_records(out, records, 0, index_prefix, exclude)
+    return out
 
-    out.records = len(records)
+
+def _streamed(out: Decoded, spill: Spill, batch_bytes: int) -> Decoded:
+    out.json_bytes = spill.json_bytes
+    try:
+        out.stream = Stream(spill.path, tuple(spans(spill, batch_bytes)))
+    except Unreadable as bad:
+        os.unlink(spill.path)
+        out.failed = True
+        out.rejected.append(Rejected(None, bad.error_type, bad.reason))
+    return out
+
+
+def decode_span(
+    key: str,
+    path: str,
+    span: Span,
+    *,
+    index_prefix: str = DEFAULT_INDEX_PREFIX,
+    exclude: tuple[str, ...] = (),
+    geoip: tuple[Path | None, Path | None] = (None, None),
+) -> Decoded:
+    """One batch of a large object: the records of ``span`` of its spill file, shaped as
+    :func:`decode_object` shapes a small object's (with their indices in the object)."""
+    use_geoip(*geoip)
+    out = Decoded(key=key)
+    try:
+        records = read_span(path, span)
+    except (OSError, Unreadable) as exc:
+        out.failed = True
+        out.rejected.append(Rejected(None, "SpillLost", f"spill file {path}: {exc}"))
+        return out
+    _decode_records(out, records, span.first, index_prefix, exclude)
+    return out
+
+
+def _decode_records(
+    out: Decoded, records: list[Any], first: int, index_prefix: str, exclude: tuple[str, ...]
+) -> None:
+    out.records += len(records)
     excluded = exclusion_matcher(exclude)
-    for i, record in enumerate(records):
+    key = out.key
+    for i, record in enumerate(records, first):
         plan = plan_record(record, index_prefix, excluded, i)
         if isinstance(plan, Planned):
             doc, enrich_failed = _shape(record, plan.event_time, key)
@@ -379,7 +455,6 @@ def decode_object(
             out.rejected.append(plan)
         else:
             out.skipped += 1
-    return out
 
 
 def to_document(

@@ -19,13 +19,11 @@ and the backfill-mode settings are the runner's business (:mod:`ingest.runner`).
 from __future__ import annotations
 
 import asyncio
-import gc
-import multiprocessing
-import signal
+import os
+import tempfile
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,9 +34,10 @@ import structlog
 from ingest.checkpoint import Ledger, ObjectCounts, Status
 from ingest.config import S3Location, Settings
 from ingest.deadletter import DeadLetter
-from ingest.decode import Decoded, Document, decode_object
-from ingest.errors import SourceError
+from ingest.decode import Decoded, Document, Rejected, Stream, decode_object, decode_span
+from ingest.errors import SourceError, WorkerDied
 from ingest.listing import Emit, ListingStats, list_log_objects
+from ingest.pool import EXPANSION, ByteBudget, WorkerPool
 from ingest.sink import BulkClient, BulkSink, Outcome, SinkStats
 from ingest.source import ObjectRef, ObjectStore
 from ingest.targets import Target
@@ -86,65 +85,56 @@ class RunStats:
         return self.records_seen == self.indexed + self.deadlettered + self.skipped
 
 
-# Compressed bytes of a CloudTrail file become roughly this many bytes in flight (JSON ~10x,
-# parsed objects and bulk NDJSON on top), which is what the in-flight budget has to bound.
-_EXPANSION = 12
-
-
-class ByteBudget:
-    """Bounds the bytes of objects between fetch and settle, whatever the archive's size.
-
-    An object larger than the whole budget still goes, alone; nothing ever waits forever.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._held: dict[str, int] = {}
-        self._freed = asyncio.Event()
-
-    async def acquire(self, key: str, size: int) -> None:
-        want = max(1, min(size, self.limit))
-        while self.used and self.used + want > self.limit:
-            self._freed.clear()
-            await self._freed.wait()
-        self.used += want
-        self._held[key] = self._held.get(key, 0) + want
-
-    def release(self, key: str) -> None:
-        self.used -= self._held.pop(key, 0)
-        self._freed.set()
-
-
 class _ObjectTask:
-    """One object's documents in flight; settles the object when the last one is settled."""
+    """One object's documents in flight, from one batch (a small object) or several (a large
+    one); settles the object when it is closed (its last batch is in) and the last of its
+    documents is settled."""
 
     __slots__ = (
         "_complete",
         "_reject",
-        "decoded",
+        "closed",
+        "documents",
         "existed",
+        "failure",
         "indexed",
+        "newest_event",
         "pending",
+        "records",
         "ref",
+        "rejected",
+        "skipped",
         "started",
     )
 
     def __init__(
         self,
         ref: ObjectRef,
-        decoded: Decoded,
         complete: Callable[[_ObjectTask], None],
         reject: Callable[[ObjectRef, Document, Outcome], None],
     ) -> None:
         self.ref = ref
-        self.decoded = decoded
-        self.pending = len(decoded.documents)
-        self.indexed = 0
-        self.existed = 0
+        self.pending = self.indexed = self.existed = 0
+        self.records = self.documents = self.rejected = self.skipped = 0
+        self.newest_event = ""
+        self.closed = False
+        self.failure: Rejected | None = None  # the rest of a large object could not be read
         self._complete = complete
         self._reject = reject
         self.started = time.monotonic()
+
+    def add(self, batch: Decoded) -> None:
+        self.records += batch.records
+        self.documents += len(batch.documents)
+        self.pending += len(batch.documents)
+        self.rejected += len(batch.rejected)
+        self.skipped += batch.skipped
+        self.newest_event = max(self.newest_event, batch.newest_event)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.pending == 0:
+            self._complete(self)
 
     def settle(self, doc: Document, outcome: Outcome) -> None:
         if outcome.indexed:
@@ -153,7 +143,7 @@ class _ObjectTask:
         else:
             self._reject(self.ref, doc, outcome)
         self.pending -= 1
-        if self.pending == 0:
+        if self.pending == 0 and self.closed:
             self._complete(self)
 
 
@@ -166,8 +156,9 @@ class _Pipeline:
         ledger: Ledger,
         deadletter: DeadLetter,
         stats: RunStats,
-        executor: Executor | None,
+        pool: WorkerPool,
         prepare_index: Callable[[str], Awaitable[None]] | None,
+        spill_dir: str | None = None,
     ) -> None:
         self.prepare_index = prepare_index
         self.settings = settings
@@ -176,13 +167,16 @@ class _Pipeline:
         self.ledger = ledger
         self.deadletter = deadletter
         self.stats = stats
-        self.executor = executor
+        self.pool = pool
+        self.spill_dir = spill_dir
         self.source = store.name
         conc = settings.source.concurrency
         self.fetch_q: asyncio.Queue[ObjectRef | None] = asyncio.Queue(maxsize=conc * 2)
-        self.index_q: asyncio.Queue[tuple[ObjectRef, Decoded] | None] = asyncio.Queue(
+        # (object, a batch of its documents, whether it is the object's last batch)
+        self.index_q: asyncio.Queue[tuple[ObjectRef, Decoded, bool] | None] = asyncio.Queue(
             maxsize=max(2, settings.workers * 2)
         )
+        self._tasks: dict[str, _ObjectTask] = {}  # large objects whose batches are coming in
         self.stopping = False
         self.lister_task: asyncio.Task[None] | None = None
         self._pending: list[ObjectRef] = []
@@ -261,21 +255,52 @@ class _Pipeline:
 
     # -- fetching and decoding --------------------------------------------------------------
     async def _decode(self, ref: ObjectRef, data: bytes) -> Decoded:
+        s = self.settings
         fn = partial(
             decode_object,
             ref.key,
             data,
-            index_prefix=self.settings.sink.index_prefix,
-            exclude=self.settings.filters.exclude,
-            geoip=self.settings.geoip,
+            index_prefix=s.sink.index_prefix,
+            exclude=s.filters.exclude,
+            max_object_bytes=s.max_object_bytes,
+            stream_above=s.stream_above,
+            batch_bytes=s.batch_bytes,
+            spill_dir=self.spill_dir,
+            geoip=s.geoip,
         )
-        if self.executor is None:
-            return await asyncio.to_thread(fn)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+        return await self._in_pool(ref, fn)
+
+    async def _in_pool(self, ref: ObjectRef, fn: Callable[[], Decoded]) -> Decoded:
+        try:
+            return await self.pool.run(fn, f"{self.source}/{ref.key}")
+        except WorkerDied as exc:
+            poison = Rejected(None, "PoisonObject", str(exc))
+            return Decoded(ref.key, failed=True, rejected=[poison])
+
+    async def _stream(self, ref: ObjectRef, head: Decoded, stream: Stream) -> None:
+        """A large object's batches, one span at a time, into the index queue."""
+        try:
+            await self.index_q.put((ref, head, not stream.spans))
+            for n, span in enumerate(stream.spans, 1):
+                fn = partial(
+                    decode_span,
+                    ref.key,
+                    stream.path,
+                    span,
+                    index_prefix=self.settings.sink.index_prefix,
+                    exclude=self.settings.filters.exclude,
+                    geoip=self.settings.geoip,
+                )
+                batch = await self._in_pool(ref, fn)
+                await self.index_q.put((ref, batch, batch.failed or n == len(stream.spans)))
+                if batch.failed:
+                    break
+        finally:
+            os.unlink(stream.path)
 
     async def fetcher(self, remaining: list[int]) -> None:
         while (ref := await self.fetch_q.get()) is not _DONE and not self.stopping:
-            await self.budget.acquire(ref.key, ref.size * _EXPANSION)
+            await self.budget.acquire(ref.key, ref.size * EXPANSION)
             self.ledger.mark(self.source, [ref], Status.IN_FLIGHT)
             try:
                 data = await self.store.get(ref)  # the store retries its own calls
@@ -285,7 +310,10 @@ class _Pipeline:
             self.stats.bytes_fetched += len(data)
             decoded = await self._decode(ref, data)
             del data
-            await self.index_q.put((ref, decoded))
+            if decoded.stream is None:
+                await self.index_q.put((ref, decoded, True))
+            else:
+                await self._stream(ref, decoded, decoded.stream)
         remaining[0] -= 1
         if remaining[0] == 0:  # the last fetcher to finish tells the indexer
             await self.index_q.put(_DONE)
@@ -300,11 +328,16 @@ class _Pipeline:
                 item = await self.index_q.get()
             if item is _DONE:
                 break
-            ref, decoded = item
+            ref, decoded, last = item
             self.stats.json_bytes += decoded.json_bytes
+            task = self._tasks.pop(ref.key, None)
             if decoded.failed:
                 bad = decoded.rejected[0]
-                self._object_failed(ref, "decode", bad.error_type, bad.reason)
+                if task is None:
+                    self._object_failed(ref, "decode", bad.error_type, bad.reason)
+                else:  # a later batch of a large object: settled failed once the rest is
+                    task.failure = bad
+                    task.close()
                 continue
             self.stats.records_seen += decoded.records
             self.stats.skipped += decoded.skipped
@@ -316,12 +349,15 @@ class _Pipeline:
             if self.prepare_index is not None:
                 for name in sorted({d.index_name for d in decoded.documents}):
                     await self.prepare_index(name)
-            task = _ObjectTask(ref, decoded, self._object_done, self._doc_rejected)
-            if not decoded.documents:
-                self._object_done(task)
-                continue
+            if task is None:
+                task = _ObjectTask(ref, self._object_done, self._doc_rejected)
+            if not last:
+                self._tasks[ref.key] = task
+            task.add(decoded)
             for doc in decoded.documents:
                 await sink.put(doc, task)
+            if last:
+                task.close()
         await sink.drain()
 
     def _deadletter(
@@ -375,52 +411,39 @@ class _Pipeline:
         self._settled(ref)
 
     def _object_done(self, task: _ObjectTask) -> None:
-        d = task.decoded
-        dead = len(d.rejected) + (len(d.documents) - task.indexed)
+        dead = task.rejected + (task.documents - task.indexed)
+        if task.failure is not None:
+            bad = task.failure
+            self._deadletter(task.ref, "decode", bad.error_type, bad.reason, None)
         self.deadletter.sync()
         self.ledger.record(
             self.source,
             task.ref,
-            Status.DONE,
+            Status.DONE if task.failure is None else Status.FAILED,
             ObjectCounts(
-                records=d.records, indexed=task.indexed, deadlettered=dead, skipped=d.skipped
+                records=task.records, indexed=task.indexed, deadlettered=dead, skipped=task.skipped
             ),
         )
-        self.stats.objects_done += 1
+        if task.failure is None:
+            self.stats.objects_done += 1
+        else:
+            self.stats.objects_failed += 1
         self.stats.indexed += task.indexed
         self.stats.already_indexed += task.existed
-        if d.newest_event and d.newest_event > self.stats.newest_event:
-            self.stats.newest_event = d.newest_event
+        if task.newest_event > self.stats.newest_event:
+            self.stats.newest_event = task.newest_event
         self._settled(task.ref)
         _log.info(
             "object_done",
             key=task.ref.key,
-            records=d.records,
+            records=task.records,
             indexed=task.indexed,
             already_indexed=task.existed,
             deadlettered=dead,
-            skipped=d.skipped,
+            skipped=task.skipped,
             bytes=task.ref.size,
             ms=round((time.monotonic() - task.started) * 1000),
         )
-
-
-def _worker_init() -> None:
-    # Ctrl-C reaches the whole process group; the parent decides how to stop, not the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Decoding allocates millions of short-lived, acyclic dicts: the default gen-0 threshold
-    # (700) runs the collector constantly for nothing. Measured +11 % transform throughput
-    # (docs/benchmarks.md); freezing what the worker imported keeps it out of every scan.
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
-def _executor(workers: int) -> ProcessPoolExecutor | None:
-    if workers == 0:
-        return None
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["ingest.decode"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
 
 
 async def run_pipeline(
@@ -444,10 +467,16 @@ async def run_pipeline(
     """
     stats = stats if stats is not None else RunStats()
     async with AsyncExitStack() as stack:
-        executor = _executor(settings.workers)
-        if executor is not None:
-            stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        run = _Pipeline(settings, store, client, ledger, deadletter, stats, executor, prepare_index)
+        pool = WorkerPool(settings.workers)
+        stack.callback(pool.shutdown)
+        # Large objects are inflated into files here, beside the ledger (on disk: /tmp may be
+        # memory), and removed as soon as they are read; what a dead worker leaves goes here.
+        spill_dir = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix=".spill-", dir=settings.state_path.parent)
+        )
+        run = _Pipeline(
+            settings, store, client, ledger, deadletter, stats, pool, prepare_index, spill_dir
+        )
         if produce is not None:
             run.produce = produce
         run.on_settled = on_settled

@@ -31,7 +31,9 @@ to the dead-letter.
         │                         S3 or SQS failed in a way the boundary does not know
         ├── SinkError             OpenSearch refused the request as a whole (4xx other than
         │                         429), or failed in a way the boundary does not know
-        └── CheckpointError       the ledger cannot be opened or written
+        ├── CheckpointError       the ledger cannot be opened or written
+        └── WorkerDied            a decoding process died on an object twice, once among the
+                                  others and once alone (``ingest.pool``): a poison object
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "SourceUnavailable",
     "TerminalError",
     "TransientError",
+    "WorkerDied",
     "boundary",
     "root_cause",
 ]
@@ -93,6 +96,10 @@ class SinkError(TerminalError):
 
 class CheckpointError(TerminalError):
     """The checkpoint ledger cannot be used."""
+
+
+class WorkerDied(TerminalError):
+    """A decoding process died on an object (killed, out of memory) even when tried alone."""
 
 
 def root_cause(exc: BaseException) -> BaseException:

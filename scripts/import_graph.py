@@ -22,6 +22,7 @@ from pathlib import Path
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ingest", "ingest.errors", "ingest.private", "ingest.layout", "ingest.adaptive"),
     ("ingest.retry", "ingest.config", "ingest.configfile", "ingest.enrich"),
+    ("ingest.inflate", "ingest.pool"),
     ("ingest.decode", "ingest.source", "ingest.cluster", "ingest.checkpoint", "ingest.deadletter"),
     ("ingest.queue",),
     ("ingest.listing", "ingest.targets", "ingest.sink"),

@@ -60,6 +60,7 @@ __all__ = [
     "LogFormat",
     "MaxBulkMib",
     "MaxInFlight",
+    "MaxObjectMib",
     "MetricsPort",
     "Opensearch",
     "Output",
@@ -231,6 +232,13 @@ DrainSeconds = Annotated[
 InflightMib = Annotated[
     float,
     _option("--inflight-mib", help="Memory budget for objects being processed (estimated), MiB."),
+]
+MaxObjectMib = Annotated[
+    float,
+    _option(
+        "--max-object-mib",
+        help="Largest object, inflated JSON in MiB; a larger one is dead-lettered as TooLarge.",
+    ),
 ]
 RetryFailed = Annotated[
     bool,
