@@ -5,6 +5,7 @@ back what it holds, enqueueing twice duplicates nothing, and a rerun of enqueue 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -13,14 +14,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
 import boto3
 import orjson
 import pytest
 
+from ingest.config import build_settings
 from ingest.deadletter import read_entries
 from ingest.demo import upload
+from ingest.enqueue import EnqueueStats, run_enqueue
 from ingest.testing import synth
 
 from .helpers import all_docs, cli, count
@@ -293,3 +297,35 @@ class TestFleet:
             rows["messages on the dead-letter queue"],
             rows["documents in cloudtrail"],
         )
+
+
+class TestEnqueueProgress:
+    def test_days_cloudtrail_still_writes_into_are_sent_again(
+        self, s3_url: str, queue: tuple[object, str, str], tmp_path: Path
+    ) -> None:
+        """A day is recorded as sent only once it is older than SETTLE_DAYS: enqueued 'on' the
+        archive's last day, a rerun sends both of its days again; two days later, nothing."""
+        _, url, _ = queue
+        files, _ = _archive(s3_url, 200)  # 2024-03-04 and 2024-03-05
+        env = dict(os.environ)
+        settings = build_settings(
+            {"source": f"s3://{BUCKET}", "opensearch": "http://127.0.0.1:9", "workers": 0}, env
+        )
+
+        def run(today: date) -> EnqueueStats:
+            return asyncio.run(
+                run_enqueue(
+                    settings,
+                    queue_url=url,
+                    endpoint_url=env["AWS_ENDPOINT_URL_SQS"],
+                    progress_path=tmp_path / "progress.sqlite",
+                    today=today,
+                )
+            )
+
+        keys = len(files) + len(BAD)
+        assert [keys, keys] == [run(date(2024, 3, 5)).keys for _ in range(2)]
+        assert keys == run(date(2024, 3, 7)).keys  # old enough now: recorded
+        again = run(date(2024, 3, 7))
+        assert (0, again.listing.day_prefixes) == (again.keys, 0)
+        assert 0 < again.days_skipped
