@@ -8,11 +8,14 @@ from typing import Any
 
 import orjson
 import pytest
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
 
-from ingest.cluster import render_components
+from ingest.cluster import opensearch_errors, render_components
 from ingest.config import IndexConfig, SinkConfig
+from ingest.errors import SinkUnavailable
 from ingest.ops.dashboards import saved_objects
-from ingest.sink import OpenSearchBulkClient
+from ingest.sink import OpenSearchBulkClient, unanswered
 from ingest.targets import Collection, Kind, Target, _declared, from_root, refuses_ids
 
 OPENSEARCH_2_11 = {
@@ -157,3 +160,31 @@ class TestKibana:
         """Kibana 7.10 gets the same objects, no attribute dropped: a new attribute that only
         OpenSearch Dashboards knows fails here, not silently in Kibana."""
         assert saved_objects() == saved_objects(app="Kibana")
+
+
+def _translated(exc: Exception) -> SinkUnavailable:
+    try:
+        with opensearch_errors("bulk"):
+            raise exc
+    except SinkUnavailable as out:
+        return out
+    raise AssertionError("not transient")
+
+
+class TestUnanswered:
+    @pytest.mark.parametrize(
+        ("exc", "maybe_applied"),
+        [
+            (TimeoutError(), True),
+            (OSConnectionError("N/A", "connection reset", Exception()), True),
+            (TransportError(504, "gateway timeout", {}), True),
+            (TransportError(503, "unavailable", {}), False),
+            (TransportError(429, "too many requests", {}), False),
+        ],
+    )
+    def test_which_failures_may_have_been_applied(
+        self, exc: Exception, maybe_applied: bool
+    ) -> None:
+        """A timeout, a dropped connection or a 504 may hide an applied request (a resend can
+        duplicate without _id); a 503 or 429 was refused before anything was applied."""
+        assert maybe_applied == unanswered(_translated(exc))
