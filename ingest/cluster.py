@@ -169,11 +169,17 @@ def render_template(config: SinkConfig) -> dict[str, Any]:
     return body
 
 
-def render_ism_policy(config: SinkConfig, index: IndexConfig) -> dict[str, Any]:
+def render_ism_policy(
+    config: SinkConfig, index: IndexConfig, *, opendistro: bool = False
+) -> dict[str, Any]:
+    """The retention policy. ``opendistro``: in the shape Open Distro's ISM (Elasticsearch
+    7.10 domains) reads, one ``ism_template`` object; OpenSearch's takes a list (or one)."""
     text = resources.files("ingest.mappings").joinpath("ism-policy.json").read_text()
     text = text.replace("{retention}", f"{index.retention_days}d")
     text = text.replace("{pattern}", f"{config.index_prefix}*")
     body: dict[str, Any] = orjson.loads(text)
+    if opendistro:
+        (body["policy"]["ism_template"],) = body["policy"]["ism_template"]
     return body
 
 
@@ -294,7 +300,7 @@ async def install_ism_policy(
         return "retention: none (indices are kept until you delete them)"
     name = f"ct-ingest-{config.alias}-retention"
     path = f"{api}/policies/{name}"
-    body = render_ism_policy(config, index)
+    body = render_ism_policy(config, index, opendistro=api.startswith("/_opendistro"))
 
     async def install() -> str | None:
         """``None`` once installed; the account when the cluster has no ISM plugin."""

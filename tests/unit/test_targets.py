@@ -11,7 +11,7 @@ import pytest
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
-from ingest.cluster import opensearch_errors, render_components
+from ingest.cluster import opensearch_errors, render_components, render_ism_policy
 from ingest.config import IndexConfig, SinkConfig
 from ingest.errors import SinkUnavailable
 from ingest.ops.dashboards import saved_objects
@@ -97,6 +97,15 @@ class TestTemplates:
         assert {"type": "object", "enabled": False} == ct["flat"]["properties"]["request"]
         ct["flat"] = full[name]["template"]["mappings"]["properties"]["ct"]["properties"]["flat"]
         assert full == degraded
+
+    def test_the_retention_policy_in_open_distros_shape(self) -> None:
+        """Elasticsearch 7.10's ISM (Open Distro) reads one ism_template object, OpenSearch's a
+        list; the policy is otherwise the same."""
+        config = SinkConfig(url="http://127.0.0.1:9200")
+        plain = render_ism_policy(config, IndexConfig())
+        legacy = render_ism_policy(config, IndexConfig(), opendistro=True)
+        assert [legacy["policy"].pop("ism_template")] == plain["policy"].pop("ism_template")
+        assert plain == legacy
 
     def test_serverless_templates_set_no_index_settings(self) -> None:
         """Serverless manages shards, replicas and refresh: the settings component is empty."""
