@@ -9,14 +9,25 @@ simply done again (idempotent ``_id``s make that safe). Every write is one trans
 ``kill -9`` at any instruction leaves either the old row or the new one.
 
 Per run: when it started and ended, how, and its counters, for ``ct-ingest status``.
+
+At fleet scale (tens of millions of objects) a row per object would make the file gigabytes:
+:meth:`Ledger.compact` folds the done objects of every day folder with nothing pending or in
+flight into one row per day, holding the day's sums, its newest key (where ``tail`` resumes)
+and, per object, a hash of its key and of its ETag with its counts (40 bytes), so that
+:meth:`Ledger.settled` still answers per object and a changed ETag is still done again. Failed
+objects keep their rows (``status`` and ``--retry-failed`` list them). The ledger compacts by
+itself every ``compact_every`` objects it settles.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import sqlite3
+import struct
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,6 +55,19 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (source, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_status ON objects (source, status);
+CREATE TABLE IF NOT EXISTS days (
+    source       TEXT    NOT NULL,
+    prefix       TEXT    NOT NULL,
+    newest       TEXT    NOT NULL,
+    objects      INTEGER NOT NULL,
+    records      INTEGER NOT NULL,
+    indexed      INTEGER NOT NULL,
+    deadlettered INTEGER NOT NULL,
+    skipped      INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    entries      BLOB    NOT NULL,
+    UNIQUE (source, prefix)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     source       TEXT    NOT NULL,
@@ -71,6 +95,24 @@ _TOTALS = (
     " COALESCE(SUM(skipped),0), COALESCE(SUM(CASE WHEN status='done' THEN size ELSE 0 END),0)"
     " FROM objects"
 )
+
+
+_DAY_TOTALS = (
+    "SELECT COALESCE(SUM(objects),0), COALESCE(SUM(records),0), COALESCE(SUM(indexed),0),"
+    " COALESCE(SUM(deadlettered),0), COALESCE(SUM(skipped),0), COALESCE(SUM(bytes),0) FROM days"
+)
+# One compacted object: key hash, ETag hash, records, indexed, dead-lettered, skipped, size.
+_ENTRY = struct.Struct("<QQIIIIQ")
+_U32 = 0xFFFFFFFF
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def _day(key: str) -> str:
+    """The folder of a key (a day, in CloudTrail's layout)."""
+    return key[: key.rfind("/") + 1]
 
 
 class Status(StrEnum):
@@ -111,8 +153,12 @@ class RunRow:
 class Ledger:
     """One SQLite file; use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, compact_every: int = 100_000) -> None:
         self.path = path
+        self.compact_every = compact_every
+        self._settled_since_compaction = 0
+        # (source, day) -> {key hash: ETag hash} of compacted days recently asked about
+        self._day_cache: OrderedDict[tuple[str, str], dict[int, int]] = OrderedDict()
         try:
             touch_private(path)  # SQLite gives the -wal and -shm files the database's mode
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -158,6 +204,7 @@ class Ledger:
         found: dict[str, Status] = {}
         wanted = {r.key: r.etag for r in refs}
         keys = list(wanted)
+        rowed: set[str] = set()  # keys with a row: the row decides, not a compacted day
         try:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
@@ -166,12 +213,34 @@ class Ledger:
                     f"SELECT key, etag, status FROM objects WHERE source = ? AND key IN ({marks})",  # noqa: S608 (placeholders only)  # nosec B608
                     (source, *chunk),
                 )
-                found.update(
-                    (k, Status(st)) for k, etag, st in rows if etag == wanted[k] and st in statuses
-                )
+                for k, etag, st in rows:
+                    rowed.add(k)
+                    if etag == wanted[k] and st in statuses:
+                        found[k] = Status(st)
+            for k in keys:
+                if k not in rowed:
+                    entries = self._compacted(source, _day(k))
+                    if entries and entries.get(_hash(k)) == _hash(wanted[k]):
+                        found[k] = Status.DONE
         except sqlite3.Error as exc:
             raise CheckpointError(f"checkpoint {self.path}: {exc}") from exc
         return found
+
+    def _compacted(self, source: str, day: str) -> dict[int, int]:
+        """Key hash -> ETag hash of a compacted day (empty if none); the last 64 are cached."""
+        entries = self._day_cache.get((source, day))
+        if entries is None:
+            row = self._db.execute(
+                "SELECT entries FROM days WHERE source = ? AND prefix = ?", (source, day)
+            ).fetchone()
+            blob = row[0] if row else b""
+            entries = {e[0]: e[1] for e in _ENTRY.iter_unpack(blob)}
+            self._day_cache[(source, day)] = entries
+            if len(self._day_cache) > 64:
+                self._day_cache.popitem(last=False)
+        else:
+            self._day_cache.move_to_end((source, day))
+        return entries
 
     def mark(self, source: str, refs: Iterable[ObjectRef], status: Status) -> None:
         """Note objects as in flight (replacing an earlier attempt's row), or as pending (only
@@ -191,31 +260,91 @@ class Ledger:
     def record_many(
         self, source: str, rows: Iterable[tuple[ObjectRef, Status, ObjectCounts]]
     ) -> None:
-        """Settle several objects in one transaction."""
+        """Settle several objects in one transaction (and compact every ``compact_every``)."""
         now = time.time()
-        self._write(
-            "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    source,
-                    ref.key,
-                    ref.etag,
-                    ref.size,
-                    st.value,
-                    c.records,
-                    c.indexed,
-                    c.deadlettered,
-                    c.skipped,
-                    now,
+        values = [
+            (source, ref.key, ref.etag, ref.size, st.value, *_counts(c), now) for ref, st, c in rows
+        ]
+        self._write("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)", values)
+        self._settled_since_compaction += len(values)
+        if self.compact_every and self._settled_since_compaction >= self.compact_every:
+            self.compact()
+
+    def compact(self, batch: int = 50_000) -> int:
+        """Fold the done objects of each day folder that has nothing pending or in flight into
+        the day's one row; returns how many objects were folded. Each batch is a transaction."""
+        self._settled_since_compaction = 0
+        folded = 0
+        try:
+            busy = {
+                (src, _day(key))
+                for src, key in self._db.execute(
+                    "SELECT source, key FROM objects WHERE status IN ('pending', 'in-flight')"
                 )
-                for ref, st, c in rows
-            ],
+            }
+            after = ("", "")
+            while True:
+                rows = self._db.execute(
+                    "SELECT source, key, etag, size, records, indexed, deadlettered, skipped"
+                    " FROM objects WHERE status = 'done' AND (source, key) > (?, ?)"
+                    " ORDER BY source, key LIMIT ?",
+                    (*after, batch),
+                ).fetchall()
+                if not rows:
+                    break
+                after = (rows[-1][0], rows[-1][1])
+                groups: dict[tuple[str, str], list[Any]] = {}
+                for row in rows:
+                    where = (row[0], _day(row[1]))
+                    if where not in busy:
+                        groups.setdefault(where, []).append(row)
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    for (src, day), members in groups.items():
+                        self._fold(src, day, members)
+                        folded += len(members)
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"checkpoint {self.path}: {exc}") from exc
+        finally:
+            self._day_cache.clear()
+        return folded
+
+    def _fold(self, source: str, day: str, rows: list[Any]) -> None:
+        old = self._db.execute(
+            "SELECT newest, entries FROM days WHERE source = ? AND prefix = ?", (source, day)
+        ).fetchone()
+        newest, blob = old if old else ("", b"")
+        entries = {e[0]: e for e in _ENTRY.iter_unpack(blob)}
+        for _src, key, etag, size, *counts in rows:  # a redone object replaces its old entry
+            h = _hash(key)
+            entries[h] = (h, _hash(etag), *(c if c <= _U32 else _U32 for c in counts), size)
+        newest = max(newest, rows[-1][1])  # rows come in key order
+        packed = b"".join(_ENTRY.pack(*entries[h]) for h in sorted(entries))
+        sums = [sum(e[i] for e in entries.values()) for i in (2, 3, 4, 5, 6)]
+        self._db.execute(
+            "INSERT OR REPLACE INTO days VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (source, day, newest, len(entries), *sums, packed),
+        )
+        # Every done row of the day from the first to the last key read is among ``rows``.
+        self._db.execute(
+            "DELETE FROM objects WHERE source = ? AND key >= ? AND key <= ? AND status = 'done'"
+            " AND instr(substr(key, ?), '/') = 0",
+            (source, rows[0][1], rows[-1][1], len(day) + 1),
         )
 
     def totals(self, source: str | None = None) -> dict[str, int]:
-        """Objects by status and record counts (for status, summaries and tests)."""
-        sql = _TOTALS + (" WHERE source = ?" if source else "")
-        row = self._db.execute(sql, (source,) if source else ()).fetchone()
+        """Objects by status and record counts (for status, summaries and tests), compacted
+        days included (an object redone since its day was compacted counts twice until the
+        next compaction)."""
+        where, args = (" WHERE source = ?", (source,)) if source else ("", ())
+        row = list(self._db.execute(_TOTALS + where, args).fetchone())
+        objects, records, indexed, dead, skipped, size = self._db.execute(
+            _DAY_TOTALS + where, args
+        ).fetchone()
+        for i, extra in ((0, objects), (1, objects), (5, records), (6, indexed), (7, dead)):
+            row[i] += extra
+        row[8] += skipped
+        row[9] += size
         names = (
             "objects",
             "done",
@@ -231,15 +360,22 @@ class Ledger:
         return dict(zip(names, (int(v) for v in row), strict=True))
 
     def newest_settled(self, source: str, prefix: str) -> str | None:
-        """The last (in key order, so in time) settled key under ``prefix``: where tail resumes."""
+        """The last (in key order, so in time) settled key under ``prefix``: where tail resumes
+        (compacted days count by their newest key)."""
+        args = (source, prefix, prefix + "\uffff")
         row = self._db.execute(
             "SELECT MAX(key) FROM objects WHERE source = ? AND key >= ? AND key < ?"
             " AND status IN ('done', 'failed')",
-            (source, prefix, prefix + "\uffff"),
+            args,
         ).fetchone()
-        return row[0] if row and row[0] else None
+        day = self._db.execute(
+            "SELECT MAX(newest) FROM days WHERE source = ? AND newest >= ? AND newest < ?", args
+        ).fetchone()
+        newest = max((r[0] for r in (row, day) if r and r[0]), default=None)
+        return str(newest) if newest else None
 
     def keys(self, source: str, status: Status) -> list[str]:
+        """The keys with ``status`` (done objects of compacted days are not listed)."""
         rows = self._db.execute(
             "SELECT key FROM objects WHERE source = ? AND status = ? ORDER BY key",
             (source, status.value),
@@ -281,3 +417,7 @@ class Ledger:
     def last_run(self) -> RunRow | None:
         row = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return RunRow(*row) if row else None
+
+
+def _counts(c: ObjectCounts) -> tuple[int, int, int, int]:
+    return c.records, c.indexed, c.deadlettered, c.skipped

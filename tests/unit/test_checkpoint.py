@@ -79,3 +79,75 @@ class TestStatuses:
             assert last is not None
             assert ("stopped", 5, 3) == (last.status, last.indexed, last.listed)
             assert last.finished_at is not None
+
+
+DAY1 = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/05/"
+DAY2 = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/06/"
+REGION = "AWSLogs/111122223333/CloudTrail/us-east-1/"
+
+
+def _refs(day: str, n: int, etag: str = "e") -> list[ObjectRef]:
+    return [ObjectRef(f"{day}f{i:03d}.json.gz", f"{etag}{i}", 100 + i) for i in range(n)]
+
+
+class TestCompaction:
+    def _ledger(self, tmp_path: Path) -> Ledger:
+        """Two days of done objects, one failed object, and a third day still in flight."""
+        ledger = Ledger(tmp_path / "l.sqlite", compact_every=0)
+        for ref in _refs(DAY1, 50) + _refs(DAY2, 30):
+            ledger.record(SRC, ref, Status.DONE, ObjectCounts(records=4, indexed=3, skipped=1))
+        ledger.record(SRC, ObjectRef(DAY2 + "bad.json.gz", "x", 5), Status.FAILED, ObjectCounts())
+        day3 = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/07/"
+        ledger.record(SRC, _refs(day3, 2)[0], Status.DONE, ObjectCounts(records=1, indexed=1))
+        ledger.mark(SRC, _refs(day3, 2)[1:], Status.IN_FLIGHT)
+        return ledger
+
+    def test_a_compacted_ledger_answers_as_before(self, tmp_path: Path) -> None:
+        """After compaction (and a reopen) the same objects are settled with the same status,
+        the totals and tail's resume point are unchanged, failed objects are still listed, and
+        a day with an object in flight keeps its rows."""
+        refs = [*_refs(DAY1, 50), *_refs(DAY2, 31)]
+        refs[-1] = ObjectRef(DAY2 + "bad.json.gz", "x", 5)
+        with self._ledger(tmp_path) as ledger:
+            before = (
+                ledger.settled_status(SRC, refs),
+                ledger.settled_status(SRC, refs, retry_failed=True),
+                ledger.totals(),
+                ledger.newest_settled(SRC, REGION),
+            )
+            assert 80 == ledger.compact()
+        with Ledger(tmp_path / "l.sqlite") as ledger:
+            after = (
+                ledger.settled_status(SRC, refs),
+                ledger.settled_status(SRC, refs, retry_failed=True),
+                ledger.totals(),
+                ledger.newest_settled(SRC, REGION),
+            )
+            assert before == after
+            assert 81 == len(after[0])
+            assert [DAY2 + "bad.json.gz"] == ledger.keys(SRC, Status.FAILED)
+            assert 3 == ledger._db.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
+            assert 2 == ledger._db.execute("SELECT COUNT(*) FROM days").fetchone()[0]
+
+    def test_a_changed_etag_is_redone_after_compaction(self, tmp_path: Path) -> None:
+        """An object whose ETag changed after its day was compacted is not settled; once redone
+        it is settled under its new ETag only, and compacting again counts it once."""
+        with self._ledger(tmp_path) as ledger:
+            ledger.compact()
+            changed = ObjectRef(DAY1 + "f007.json.gz", "new", 999)
+            assert {} == ledger.settled_status(SRC, [changed])
+            ledger.record(SRC, changed, Status.DONE, ObjectCounts(records=9, indexed=9))
+            assert {changed.key: Status.DONE} == ledger.settled_status(SRC, [changed])
+            assert 1 == ledger.compact()
+            assert {changed.key: Status.DONE} == ledger.settled_status(SRC, [changed])
+            assert {} == ledger.settled_status(SRC, [_refs(DAY1, 50)[7]])
+            totals = ledger.totals()
+            counted = (totals["objects"], totals["done"], totals["records"])
+            assert (83, 81, 4 * 79 + 9 + 1) == counted
+
+    def test_the_ledger_compacts_by_itself(self, tmp_path: Path) -> None:
+        """Every compact_every settled objects the ledger folds the finished days."""
+        with Ledger(tmp_path / "l.sqlite", compact_every=25) as ledger:
+            ledger.record_many(SRC, [(r, Status.DONE, ObjectCounts()) for r in _refs(DAY1, 30)])
+            assert 0 == ledger._db.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
+            assert 30 == len(ledger.settled(SRC, _refs(DAY1, 30)))
