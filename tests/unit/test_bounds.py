@@ -88,7 +88,7 @@ def _dead(settings: Settings) -> list[tuple[str, str, int | None, str]]:
     ]
 
 
-def _statuses(settings: Settings, store: MemoryStore) -> dict[str, tuple[str, int, int]]:
+def _statuses(settings: Settings) -> dict[str, tuple[str, int, int]]:
     with Ledger(settings.state_path) as ledger:
         rows = ledger._db.execute("SELECT key, status, records, indexed FROM objects")
         return {k: (st, r, i) for k, st, r, i in rows}
@@ -178,7 +178,7 @@ class TestLargeObjects:
             stats.deadlettered,
         )
         assert stats.balanced
-        assert ("done", 800, 799) == _statuses(settings, MemoryStore({}))[KEY_BIG]
+        assert ("done", 800, 799) == _statuses(settings)[KEY_BIG]
         assert [("index", KEY_BIG, 777, "mapper_parsing_exception")] == _dead(settings)
         assert [] == [p for p in tmp_path.rglob("*") if "spill" in str(p) or "big" in p.name]
 
@@ -199,7 +199,7 @@ class TestLargeObjects:
             stats.indexed,
         )
         assert stats.balanced
-        assert "failed" == _statuses(settings, MemoryStore({}))[KEY_BIG][0]
+        assert "failed" == _statuses(settings)[KEY_BIG][0]
 
 
 class TestKilledWorker:
@@ -228,7 +228,7 @@ class TestKilledWorker:
         assert {"a1", "a2", "b1"} == {k for k in cluster.docs if not k.startswith("big-")}
         assert (2, 1) == (stats.objects_done, stats.objects_failed)
         assert stats.balanced
-        assert "failed" == _statuses(settings, MemoryStore({}))[KEY_BIG][0]
+        assert "failed" == _statuses(settings)[KEY_BIG][0]
 
     def test_a_worker_killed_once_costs_nothing(self, tmp_path: Path) -> None:
         """A worker killed once mid-object: the object is retried alone and indexed whole, and
