@@ -50,9 +50,9 @@ class TestPrivateState:
 
     def test_existing_directories_are_left_alone(self, tmp_path: Path) -> None:
         """A directory the user made (say a shared mount) keeps its mode."""
-        shared = tmp_path / "shared"
-        shared.mkdir(mode=0o755)
-        os.chmod(shared, 0o755)  # noqa: S103 (the point of the test)
-        with Ledger(shared / "ledger.sqlite"):
+        mount = tmp_path / "team-mount"
+        mount.mkdir(mode=0o755)
+        os.chmod(mount, 0o755)  # noqa: S103 (the point of the test)
+        with Ledger(mount / "ledger.sqlite"):
             pass
-        assert (0o755, 0o600) == (_mode(shared), _mode(shared / "ledger.sqlite"))
+        assert (0o755, 0o600) == (_mode(mount), _mode(mount / "ledger.sqlite"))
