@@ -423,9 +423,10 @@ async def _owners(client: Any, wanted: list[tuple[str, str]], retry: RetryPolicy
     return found
 
 
-async def _ids_from_object(
-    client: Any, alias: str, key: str, expected: int, retry: RetryPolicy
-) -> set[str]:
+async def _hits_of_object(
+    client: Any, alias: str, key: str, size: int, source: bool | list[str], retry: RetryPolicy
+) -> list[dict[str, Any]]:
+    """The documents whose ``ct.object`` is ``key`` (at most ``size``, at most 10,000)."""
     res = await cluster.call(
         f"search {alias} for {key}",
         partial(
@@ -433,14 +434,21 @@ async def _ids_from_object(
             index=alias,
             body={
                 "query": {"term": {"ct.object": key}},
-                "_source": False,
-                "size": min(10_000, expected + 1_000),
+                "_source": source,
+                "size": min(10_000, size),
             },
             params={"ignore_unavailable": "true"},
         ),
         retry,
     )
-    return {h["_id"] for h in res["hits"]["hits"]}
+    return list(res["hits"]["hits"])
+
+
+async def _ids_from_object(
+    client: Any, alias: str, key: str, expected: int, retry: RetryPolicy
+) -> set[str]:
+    hits = await _hits_of_object(client, alias, key, expected + 1_000, False, retry)
+    return {h["_id"] for h in hits}
 
 
 async def _event_ids_from_object(
@@ -448,22 +456,9 @@ async def _event_ids_from_object(
 ) -> list[str | None]:
     """The ``eventID`` of every document whose ``ct.object`` is ``key`` (None for a document
     without a usable one), copies included."""
-    res = await cluster.call(
-        f"search {alias} for {key}",
-        partial(
-            client.search,
-            index=alias,
-            body={
-                "query": {"term": {"ct.object": key}},
-                "_source": ["eventID"],
-                "size": min(10_000, 2 * expected + 1_000),
-            },
-            params={"ignore_unavailable": "true"},
-        ),
-        retry,
-    )
+    hits = await _hits_of_object(client, alias, key, 2 * expected + 1_000, ["eventID"], retry)
     out: list[str | None] = []
-    for hit in res["hits"]["hits"]:
+    for hit in hits:
         event_id = (hit.get("_source") or {}).get("eventID")
         usable = isinstance(event_id, str) and event_id and len(event_id.encode()) <= 512
         out.append(event_id if usable else None)
