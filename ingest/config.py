@@ -25,12 +25,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ingest.environment import (
+    Environment,
+    default_deadletter_path,
+    default_ledger_path,
+    default_state_dir,
+    from_environment,
+)
 from ingest.errors import ConfigError
 from ingest.retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_ALIAS",
     "DEFAULT_BULK_BYTES",
+    "DEFAULT_BULK_LINGER_SECONDS",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_DRAIN_SECONDS",
     "DEFAULT_INDEX_PREFIX",
@@ -74,6 +82,7 @@ DEFAULT_CONCURRENCY = 32  # parallel S3 requests
 DEFAULT_BULK_BYTES = 5 * MiB
 DEFAULT_MAX_BULK_BYTES = 9 * MiB
 DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_BULK_LINGER_SECONDS = 0.2  # a partial body waits this long for more documents
 DEFAULT_TARGET_SECONDS = 10.0
 DEFAULT_TIMEOUT = 50.0
 DEFAULT_RETRY_DEADLINE = 300.0
@@ -190,6 +199,7 @@ class SinkConfig:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     # the adaptive controller aims bulk requests at this duration
     target_seconds: float = DEFAULT_TARGET_SECONDS
+    linger_seconds: float = DEFAULT_BULK_LINGER_SECONDS
     timeout: float = DEFAULT_TIMEOUT
     verify_certs: bool = True
     ca_certs: str | None = None
@@ -234,6 +244,8 @@ class SinkConfig:
             )
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be at least 1")
+        if not 0 <= self.linger_seconds <= 60:
+            raise ConfigError(f"--bulk-linger-ms {self.linger_seconds * 1000:g}: 0 to 60000")
         if not 0 < self.target_seconds < self.timeout:
             raise ConfigError(
                 f"--bulk-target-seconds {self.target_seconds} must be positive and below "
@@ -298,43 +310,6 @@ class Settings:
             raise ConfigError("--drain-seconds must be 0 or more")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"--log-format {self.log_format!r}: expected auto, json or console")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Environment:
-    """The standard variables of other tools that ct-ingest honours."""
-
-    s3_endpoint_url: str | None = None
-    sqs_endpoint_url: str | None = None
-    state_home: Path | None = None
-
-
-def from_environment(env: Mapping[str, str]) -> Environment:
-    """Read the few standard variables we honour; the CLI passes ``os.environ``."""
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
-    sqs = env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL") or None
-    state_home = env.get("XDG_STATE_HOME")
-    return Environment(
-        s3_endpoint_url=endpoint,
-        sqs_endpoint_url=sqs,
-        state_home=Path(state_home) if state_home else None,
-    )
-
-
-def default_state_dir(environment: Environment) -> Path:
-    """``$XDG_STATE_HOME/ct-ingest`` or ``~/.local/state/ct-ingest``."""
-    base = environment.state_home or Path.home() / ".local" / "state"
-    return base / "ct-ingest"
-
-
-def default_ledger_path(env: Mapping[str, str]) -> Path:
-    """The checkpoint ledger when ``--state`` is not given."""
-    return default_state_dir(from_environment(env)) / "ledger.sqlite"
-
-
-def default_deadletter_path(env: Mapping[str, str]) -> Path:
-    """The dead-letter file of the state directory (``deadletter`` commands without ``--file``)."""
-    return default_state_dir(from_environment(env)) / "deadletter.jsonl"
 
 
 def read_password(
@@ -441,11 +416,11 @@ def _retry(options: Mapping[str, Any]) -> RetryPolicy:
 def build_sink(options: Mapping[str, Any], env: Mapping[str, str]) -> SinkConfig:
     """The OpenSearch side from a command's parsed options: ``opensearch`` (required),
     ``index_prefix``, ``alias``, ``bulk_mib``, ``max_bulk_mib``, ``max_in_flight``,
-    ``bulk_target_seconds``, ``timeout``, ``retry_deadline``, ``insecure``, ``ca_certs``,
-    ``user`` with ``password_file`` (else ``CT_INGEST_PASSWORD`` in ``env``), ``aws_auth``,
-    ``aws_region``, ``profile``, ``gzip``, ``target``. A missing (or None) option takes the
-    default; other keys are ignored (a command's own options). Raises :class:`ConfigError` for
-    bad values."""
+    ``bulk_target_seconds``, ``bulk_linger_ms``, ``timeout``, ``retry_deadline``, ``insecure``,
+    ``ca_certs``, ``user`` with ``password_file`` (else ``CT_INGEST_PASSWORD`` in ``env``),
+    ``aws_auth``, ``aws_region``, ``profile``, ``gzip``, ``target``. A missing (or None) option
+    takes the default; other keys are ignored (a command's own options). Raises
+    :class:`ConfigError` for bad values."""
     user = _text(options, "user")
     ca_certs = _path(options, "ca_certs")
     return SinkConfig(
@@ -456,6 +431,8 @@ def build_sink(options: Mapping[str, Any], env: Mapping[str, str]) -> SinkConfig
         max_bulk_bytes=_mib(options, "max_bulk_mib", DEFAULT_MAX_BULK_BYTES),
         max_in_flight=_get(options, "max_in_flight", int, DEFAULT_MAX_IN_FLIGHT),
         target_seconds=_get(options, "bulk_target_seconds", float, DEFAULT_TARGET_SECONDS),
+        linger_seconds=_get(options, "bulk_linger_ms", float, DEFAULT_BULK_LINGER_SECONDS * 1000)
+        / 1000,
         timeout=_get(options, "timeout", float, DEFAULT_TIMEOUT),
         verify_certs=not _get(options, "insecure", bool, False),
         ca_certs=str(ca_certs) if ca_certs else None,

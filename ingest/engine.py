@@ -320,14 +320,8 @@ class _Pipeline:
 
     # -- indexing ---------------------------------------------------------------------------
     async def indexer(self, sink: BulkSink) -> None:
-        while True:
-            try:
-                item = self.index_q.get_nowait()
-            except asyncio.QueueEmpty:
-                await sink.flush()  # upstream is idle: send the partial batch now
-                item = await self.index_q.get()
-            if item is _DONE:
-                break
+        # Bodies fill across objects; one not full goes after the sink's linger, or at drain.
+        while (item := await self.index_q.get()) is not _DONE:
             ref, decoded, last = item
             self.stats.json_bytes += decoded.json_bytes
             task = self._tasks.pop(ref.key, None)

@@ -1,8 +1,11 @@
 """The bulk sink: documents in, bulk ``create`` requests out, every document settled exactly once.
 
-Documents are grouped into bodies of at most ``bulk_bytes`` (never above ``max_bulk_bytes``) and
-sent with up to ``max_in_flight`` requests at a time. Each document's fate goes back to its
-:class:`Owner` (the object it came from):
+Documents are grouped into bodies of the controller's size (starting at ``bulk_bytes``, never
+above ``max_bulk_bytes``), across as many objects as it takes, and sent with up to
+``max_in_flight`` requests at a time. A body that is not full goes once it has waited
+``linger_seconds`` since its first document (a lone object in a tail is indexed within the
+linger), or at :meth:`BulkSink.drain`; while every request slot is busy it keeps filling. Each
+document's fate goes back to its :class:`Owner` (the object it came from):
 
 - created (201), or already there (409 on ``create``: a replay never overwrites) → indexed;
 - 429 or 5xx for the item → sent again, alone with the other failed items, after a back-off
@@ -155,6 +158,7 @@ class BulkSink:
         )
         self._buffer: list[_Item] = []
         self._buffered = 0
+        self._linger: asyncio.Task[None] | None = None  # sends a partial body when it is due
         self._in_flight = 0  # request slots held
         self._active = 0  # batches not yet settled (sending, or waiting to retry items)
         self._freed = asyncio.Event()
@@ -181,13 +185,27 @@ class BulkSink:
             await self.flush()
         self._buffer.append(_Item(doc, owner))
         self._buffered += size
+        if self._linger is None:  # the body's first document waits at most the linger
+            self._linger = self._tg.create_task(self._send_when_due(), name="bulk-linger")
+
+    async def _send_when_due(self) -> None:
+        """The linger: cancelled when its body is sent by any other way."""
+        await asyncio.sleep(self._config.linger_seconds)
+        await self.flush()
 
     async def flush(self) -> None:
-        """Send what is buffered (waiting for a free request slot)."""
+        """Send what is buffered, once a request slot is free (documents put while it waits for
+        one go with it)."""
         if not self._buffer:
             return
-        batch, self._buffer, self._buffered = self._buffer, [], 0
         await self._acquire()
+        if not self._buffer:  # sent by another flush while this one waited for a slot
+            self._release()
+            return
+        batch, self._buffer, self._buffered = self._buffer, [], 0
+        if self._linger is not None and self._linger is not asyncio.current_task():
+            self._linger.cancel()  # its documents are in this batch
+        self._linger = None
         self._active += 1
         self._idle.clear()
         self._tg.create_task(self._run(batch))

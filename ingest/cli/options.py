@@ -29,6 +29,7 @@ __all__ = [
     "AwsAuth",
     "AwsRegion",
     "BackfillMode",
+    "BulkLingerMs",
     "BulkMib",
     "BulkTargetSeconds",
     "CaCerts",
@@ -288,6 +289,13 @@ Target = Annotated[
 BulkMib = Annotated[float, _option("--bulk-mib", help="Target bulk body size, MiB.")]
 MaxBulkMib = Annotated[float, _option("--max-bulk-mib", help="Hard cap per bulk body, MiB.")]
 MaxInFlight = Annotated[int, _option("--max-in-flight", help="Concurrent bulk requests.")]
+BulkLingerMs = Annotated[
+    float,
+    _option(
+        "--bulk-linger-ms",
+        help="A bulk body not yet full is sent after waiting this long for more documents, ms.",
+    ),
+]
 BulkTargetSeconds = Annotated[
     float,
     _option(

@@ -30,6 +30,7 @@ from ingest.cli.options import (
     AwsAuth,
     AwsRegion,
     BackfillMode,
+    BulkLingerMs,
     BulkMib,
     BulkTargetSeconds,
     CaCerts,
@@ -82,6 +83,7 @@ from ingest.cli.options import (
 from ingest.config import (
     DEFAULT_ALIAS,
     DEFAULT_BULK_BYTES,
+    DEFAULT_BULK_LINGER_SECONDS,
     DEFAULT_CONCURRENCY,
     DEFAULT_DRAIN_SECONDS,
     DEFAULT_INDEX_PREFIX,
@@ -133,6 +135,7 @@ def backfill(
     max_bulk_mib: MaxBulkMib = DEFAULT_MAX_BULK_BYTES / MiB,
     max_in_flight: MaxInFlight = DEFAULT_MAX_IN_FLIGHT,
     bulk_target_seconds: BulkTargetSeconds = DEFAULT_TARGET_SECONDS,
+    bulk_linger_ms: BulkLingerMs = DEFAULT_BULK_LINGER_SECONDS * 1000,
     timeout: Timeout = DEFAULT_TIMEOUT,
     retry_deadline: RetryDeadline = DEFAULT_RETRY_DEADLINE,
     drain_seconds: DrainSeconds = DEFAULT_DRAIN_SECONDS,
@@ -196,6 +199,7 @@ def tail(
     gzip: Gzip = False,
     index_prefix: IndexPrefix = DEFAULT_INDEX_PREFIX,
     alias: Alias = DEFAULT_ALIAS,
+    bulk_linger_ms: BulkLingerMs = DEFAULT_BULK_LINGER_SECONDS * 1000,
     timeout: Timeout = DEFAULT_TIMEOUT,
     retry_deadline: RetryDeadline = 86_400.0,  # a day: a tail outlives outages
     drain_seconds: DrainSeconds = DEFAULT_DRAIN_SECONDS,
