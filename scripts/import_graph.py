@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ingest.listing", "ingest.targets", "ingest.sink"),
     ("ingest.engine",),
     ("ingest.telemetry", "ingest.metrics", "ingest.tail", "ingest.enqueue"),
+    ("ingest.sigma",),
     ("ingest.runner", "ingest.ops"),
     ("ingest.testing",),
     ("ingest.demo",),
