@@ -196,12 +196,8 @@ class BulkSink:
     async def flush(self) -> None:
         """Send what is buffered, once a request slot is free (documents put while it waits for
         one go with it)."""
-        if not self._buffer:
-            return
-        await self._acquire()
-        if not self._buffer:  # sent by another flush while this one waited for a slot
-            self._release()
-            return
+        if not self._buffer or not await self._acquire(self._buffer):
+            return  # nothing to send, or sent by another flush while this one waited
         batch, self._buffer, self._buffered = self._buffer, [], 0
         if self._linger is not None and self._linger is not asyncio.current_task():
             self._linger.cancel()  # its documents are in this batch
@@ -215,11 +211,15 @@ class BulkSink:
         await self.flush()
         await self._idle.wait()
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, buffer: list[_Item] | None = None) -> bool:
+        """Take a request slot; for ``buffer``, only while it is still the one filling."""
         while self._in_flight >= self.controller.in_flight:
             self._freed.clear()
             await self._freed.wait()
+            if buffer is not None and buffer is not self._buffer:
+                return False
         self._in_flight += 1
+        return True
 
     def _release(self) -> None:
         self._in_flight -= 1

@@ -308,3 +308,76 @@ class TestCrashAtSettle:
             totals["indexed"],
         )
         assert [] == read_entries(settings.deadletter_path)
+
+
+def _linger(tmp_path: Path, seconds: float) -> Settings:
+    base = _settings(tmp_path)
+    sink = SinkConfig(url="http://127.0.0.1:9200", retry=FAST, linger_seconds=seconds)
+    return Settings(
+        source=base.source,
+        sink=sink,
+        filters=base.filters,
+        state_path=base.state_path,
+        deadletter_path=base.deadletter_path,
+        workers=0,
+    )
+
+
+class TestPartialBodies:
+    def test_a_lone_object_goes_out_after_the_linger(self, tmp_path: Path) -> None:
+        """A producer that hands over one object and keeps running (a tail between polls)
+        sees it settled, its documents indexed in one request, before it stops producing."""
+        settings = _linger(tmp_path, 0.05)
+        cluster, store = MemoryCluster(), MemoryStore({KEY_A: _archive()[KEY_A]})
+        settled = asyncio.Event()
+        seen_before_end: list[str] = []
+
+        async def produce(emit: Any) -> None:
+            await emit(store.ref(KEY_A))
+            await asyncio.wait_for(settled.wait(), timeout=20)  # fails if only a drain sends
+            seen_before_end.extend(cluster.docs)
+
+        deadletter = DeadLetter(settings.deadletter_path)
+        with Ledger(settings.state_path) as ledger:
+            stats = asyncio.run(
+                run_pipeline(
+                    settings,
+                    store,
+                    cluster,
+                    ledger,
+                    deadletter,
+                    produce=produce,
+                    on_settled=lambda ref: settled.set(),
+                )
+            )
+        deadletter.close()
+        assert ["a1", "a2"] == sorted(seen_before_end)
+        assert (1, 2, 1) == (stats.objects_done, stats.indexed, len(cluster.bodies))
+
+    def test_a_stop_sends_the_partial_body(self, tmp_path: Path) -> None:
+        """Objects fetched when a stop comes (SIGTERM's drain) are indexed and settled at
+        once, in one body, without waiting out a long linger."""
+        settings = _linger(tmp_path, 50)
+        cluster, store = MemoryCluster(), MemoryStore(_archive())
+        stop = asyncio.Event()
+
+        async def produce(emit: Any) -> None:
+            for key in sorted(store.objects):
+                await emit(store.ref(key))
+            while len(store.gets) < 3:  # noqa: ASYNC110 (the store's GETs are a plain list)
+                await asyncio.sleep(0.01)
+            stop.set()
+            await asyncio.Event().wait()  # a tail that would poll on: the stop ends it
+
+        deadletter = DeadLetter(settings.deadletter_path)
+        with Ledger(settings.state_path) as ledger:
+            stats = asyncio.run(
+                run_pipeline(
+                    settings, store, cluster, ledger, deadletter, stop=stop, produce=produce
+                )
+            )
+        deadletter.close()
+        assert stats.stopped
+        assert stats.elapsed < 30  # the drain sent it, not the linger
+        assert (3, 5, 1) == (stats.objects_done, stats.indexed, len(cluster.bodies))
+        assert 3 == _totals(settings)["done"]

@@ -155,6 +155,7 @@ class TestBuildSettings:
             ({"include_insight": "yes"}, "--include-insight 'yes': expected true or false"),
             ({"account": [1]}, "--account [1]: expected text"),
             ({"bulk_mib": 20}, "--bulk-bytes"),
+            ({"bulk_linger_ms": -1}, "--bulk-linger-ms -1: 0 to 60000"),
             ({"opensearch": "not a url"}, "--opensearch"),
             ({"opensearch": None}, "--opensearch URL is required"),
             ({"source": None}, "a source (s3://BUCKET or a directory) is required"),
@@ -206,6 +207,11 @@ class TestBuildSink:
     def test_no_password_without_a_user(self) -> None:
         """Without --user the password is not read at all."""
         assert None is build_sink({"opensearch": URL}, {"CT_INGEST_PASSWORD": "pw"}).password
+
+    def test_linger_in_milliseconds(self) -> None:
+        """--bulk-linger-ms becomes the sink's linger in seconds (default 200 ms)."""
+        assert 0.2 == build_sink({"opensearch": URL}, {}).linger_seconds
+        assert 0.05 == build_sink({"opensearch": URL, "bulk_linger_ms": 50}, {}).linger_seconds
 
     def test_sigv4_needs_a_region(self) -> None:
         """--aws-auth without a region is a configuration error."""

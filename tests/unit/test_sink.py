@@ -228,3 +228,79 @@ class TestSettledOnce:
         refused = {o.error_type for o in owner.outcomes.values() if not o.indexed}
         assert refused <= {"RetriesExhausted", "mapper_parsing_exception"}
         assert elapsed < 3
+
+
+class _SlowCluster(MemoryCluster):
+    """Takes 50 ms to answer each request."""
+
+    async def bulk(self, body: bytes) -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        return await super().bulk(body)
+
+
+class TestLinger:
+    """A body fills across puts up to the controller's size; one not full waits the linger."""
+
+    @staticmethod
+    def _while_open(
+        cluster: MemoryCluster, docs: list[Document], wait: float, **config: Any
+    ) -> tuple[list[int], list[int]]:
+        """Put ``docs`` with a pause between them (an idle upstream), sleep ``wait`` seconds,
+        then drain: the bodies sent before the drain, and all of them."""
+        cfg = SinkConfig(url="http://127.0.0.1:9200", retry=FAST, **config)
+        owner = Collector()
+        before: list[int] = []
+
+        async def go() -> None:
+            async with asyncio.TaskGroup() as tg:
+                sink = BulkSink(cluster, cfg, tg)
+                for d in docs:
+                    await sink.put(d, owner)
+                    await asyncio.sleep(0)
+                await asyncio.sleep(wait)
+                before.extend(cluster.bodies)
+                await sink.drain()
+
+        asyncio.run(go())
+        assert {d.doc_id for d in docs} == {k for k, o in owner.outcomes.items() if o.indexed}
+        return before, list(cluster.bodies)
+
+    def test_bodies_fill_across_puts(self) -> None:
+        """Documents put one at a time with the upstream idle in between go out in full bodies
+        (all but the last within one document of the size); the last, partial, at drain."""
+        docs = [_doc(i) for i in range(200)]
+        size, total = max(len(d.ndjson) for d in docs), sum(len(d.ndjson) for d in docs)
+        _, bodies = self._while_open(
+            MemoryCluster(), docs, 0, bulk_bytes=20 * size, max_bulk_bytes=20 * size
+        )
+        assert all(b > 19 * size for b in bodies[:-1])
+        assert len(bodies) <= total // (19 * size) + 1
+        assert total == sum(bodies)
+
+    def test_a_partial_body_waits_for_the_drain_within_the_linger(self) -> None:
+        """With a long linger, three documents are held until the drain, then sent as one."""
+        before, bodies = self._while_open(
+            MemoryCluster(), [_doc(i) for i in range(3)], 0.2, linger_seconds=30
+        )
+        assert ([], 1) == (before, len(bodies))
+
+    def test_a_partial_body_goes_after_the_linger(self) -> None:
+        """A lone document is sent once the linger has passed, without a drain."""
+        before, bodies = self._while_open(MemoryCluster(), [_doc(0)], 1.0, linger_seconds=0.05)
+        assert (1, 1) == (len(before), len(bodies))
+
+    def test_a_busy_slot_lets_the_body_fill(self) -> None:
+        """While the only request slot is busy, a body whose linger has passed keeps taking
+        documents: it leaves full (or at the drain), not as a string of small ones."""
+        docs = [_doc(i) for i in range(120)]
+        size = len(docs[0].ndjson)
+        _, bodies = self._while_open(
+            _SlowCluster(),
+            docs,
+            0,
+            bulk_bytes=40 * size,
+            max_bulk_bytes=40 * size,
+            max_in_flight=1,
+            linger_seconds=0,
+        )
+        assert len(bodies) <= 5  # the first document alone, then full bodies
