@@ -376,6 +376,7 @@ class NullCluster:
         self.url = ""
         self.docs = 0
         self.bytes = 0
+        self.requests: list[tuple[int, int]] = []  # each _bulk's (body, bytes on the wire)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -409,6 +410,7 @@ class NullCluster:
             ids = [next(iter(orjson.loads(a).values())).get("_id") for a in lines[::2]]
             self.docs += len(ids)
             self.bytes += len(body)
+            self.requests.append((len(body), request.content_length or len(body)))
             items = [{"create": {"_id": i, "status": 201}} for i in ids]
             return web.Response(
                 body=orjson.dumps({"errors": False, "items": items}),
