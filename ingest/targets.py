@@ -11,7 +11,10 @@ those do not tell, the cluster's own answers:
 - ``"tagline": "You Know, for Search"`` (7.10 ``build_flavor: oss``): Elasticsearch, which has
   neither ``flat_object`` nor ``flattened``, and its ISM under ``_opendistro``;
 - a bulk item refused for carrying an ``_id`` (:func:`refuses_ids`): a Serverless TIMESERIES
-  collection; the bulk client then writes without ``_id`` (``ingest.sink``).
+  collection; the bulk client then writes without ``_id`` (``ingest.sink``);
+- ``GET _cat/plugins`` (:func:`detect_plugins`, asked by ``setup`` before installing monitors):
+  the plugins an OpenSearch cluster runs, by component (``opensearch-alerting``,
+  ``opensearch-notifications``); Elasticsearch and Serverless have neither under ``_plugins``.
 
 What each target gets is one table in ``docs/operations.md``; :meth:`Target.notes` says the
 same at ``setup`` and in the run's log.
@@ -34,9 +37,12 @@ from ingest.config import IndexConfig, SinkConfig
 from ingest.errors import SinkError
 
 __all__ = [
+    "ALERTING",
+    "NOTIFICATIONS",
     "Collection",
     "Kind",
     "Target",
+    "detect_plugins",
     "ensure_templates",
     "from_root",
     "identify",
@@ -50,6 +56,8 @@ T = TypeVar("T")
 _log = structlog.get_logger("ingest.targets")
 _OPENSEARCH_TAGLINE = "The OpenSearch Project"
 _FLAT_OBJECT_SINCE = (2, 7)
+ALERTING = "opensearch-alerting"  # the components _cat/plugins lists
+NOTIFICATIONS = "opensearch-notifications"
 
 
 class Kind(StrEnum):
@@ -67,16 +75,17 @@ class Collection(StrEnum):
 
 @dataclass(slots=True)
 class Target:
-    """The cluster of a run. Mutable in two places only, each when the cluster itself says so:
+    """The cluster of a run. Mutable in three places only, each when the cluster itself says so:
     ``flat_object`` (unknown in compatibility mode until a template with it is accepted or
-    refused, or read back) and ``collection`` (unknown on Serverless until a write with an
-    ``_id`` is taken or refused)."""
+    refused, or read back), ``collection`` (unknown on Serverless until a write with an
+    ``_id`` is taken or refused) and ``plugins`` (unknown until :func:`detect_plugins` asks)."""
 
     kind: Kind = Kind.OPENSEARCH
     version: str = ""  # "" when the cluster does not say (Serverless, compatibility mode)
     flat_object: bool | None = True  # None: not known, tried first
     collection: Collection | None = None  # Serverless only; None: as SEARCH until refused
     compatibility_mode: bool = False
+    plugins: frozenset[str] | None = None  # _cat/plugins components; None: not known
 
     @property
     def custom_ids(self) -> bool:
@@ -97,10 +106,18 @@ class Target:
             Kind.SERVERLESS: None,
         }[self.kind]
 
+    def has_plugin(self, component: str) -> bool:
+        """Whether the plugin ``component`` (as ``_cat/plugins`` names it) answers under
+        ``_plugins``: never off OpenSearch; where the plugins are not known, assumed (the first
+        call to it finds out)."""
+        if self.kind is not Kind.OPENSEARCH:
+            return False
+        return self.plugins is None or component in self.plugins
+
     @property
     def alerting(self) -> bool:
-        """Whether the Alerting and Notifications APIs ct-ingest uses (``_plugins``) can exist."""
-        return self.kind is Kind.OPENSEARCH
+        """Whether the Alerting plugin ct-ingest's monitors need answers."""
+        return self.has_plugin(ALERTING)
 
     @property
     def dashboards_app(self) -> str:
@@ -226,6 +243,24 @@ async def learn_collection(client: AsyncOpenSearch, config: SinkConfig, target: 
         ids = hit.get("_id") == (hit.get("_source") or {}).get("eventID")
         target.collection = Collection.SEARCH if ids else Collection.TIMESERIES
         _log.info("target_collection", target=target.describe())
+
+
+async def detect_plugins(client: AsyncOpenSearch, config: SinkConfig, target: Target) -> None:
+    """Ask an OpenSearch cluster which plugins it runs (``GET _cat/plugins?format=json``, one
+    row per node and component), once. A cluster that will not say (a user without the cluster
+    monitor permission is refused) leaves them unknown, logged as ``plugins_unknown``."""
+    if target.kind is not Kind.OPENSEARCH or target.plugins is not None:
+        return
+    try:
+        rows = await cluster.call(
+            "GET _cat/plugins", lambda: client.cat.plugins(format="json"), config.retry
+        )
+    except SinkError as exc:
+        _log.warning("plugins_unknown", target=target.describe(), reason=str(exc))
+        return
+    found = (row.get("component") for row in rows if isinstance(row, dict))
+    target.plugins = frozenset(str(c) for c in found if c)
+    _log.info("target_plugins", target=target.describe(), plugins=sorted(target.plugins))
 
 
 def refuses_ids(error: Any) -> bool:

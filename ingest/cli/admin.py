@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -35,6 +36,7 @@ from ingest.cli.options import (
     Shards,
     ShowArgs,
     ShowCommand,
+    SigmaRules,
     SqsQueueUrl,
     State,
     Target,
@@ -55,6 +57,10 @@ from ingest.config import (
 )
 from ingest.errors import ConfigError, IngestError
 from ingest.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ingest.config import SinkConfig
+    from ingest.targets import Target as Cluster
 
 __all__ = ["config_app", "config_show", "setup", "status"]
 
@@ -86,10 +92,11 @@ def setup(
     webhook: Webhook = None,
     clickops_threshold: ClickopsThreshold = 20,
     resource_pattern: ResourcePattern = "*:db:*prod*",
+    sigma: SigmaRules = None,
     log_format: LogFormat = DEFAULT_LOG_FORMAT,
 ) -> None:
     """Install (or update) the index templates from mappings/, the retention policy, and on
-    request the dashboards and alert monitors."""
+    request the dashboards, the alert monitors and one monitor per Sigma rule."""
     from ingest import cluster, targets
     from ingest.telemetry import configure_logging
 
@@ -111,7 +118,10 @@ def setup(
         try:
             found = await targets.identify(client, sink)
             name = await targets.install_templates(client, sink, index, found)
-            return found, name, await targets.install_retention(client, sink, index, found)
+            retention = await targets.install_retention(client, sink, index, found)
+            if alerts or sigma:
+                await targets.detect_plugins(client, sink, found)
+            return found, name, retention
         finally:
             await client.close()
 
@@ -126,30 +136,18 @@ def setup(
     for note in found.notes():
         typer.echo(f"ct-ingest: {note}")
     typer.echo(f"ct-ingest: {retention}")
-    if alerts and not found.alerting:
-        typer.echo(
-            f"ct-ingest: alerts: not installed: {found.describe()} has no OpenSearch Alerting "
-            "and Notifications plugins (_plugins/_alerting)"
-        )
-    elif alerts and webhook:
-        from ingest.ops.alerts import install_alerts
-
-        client = cluster.open_sync_client(sink)
-        try:
-            typer.echo(
-                "ct-ingest: "
-                + install_alerts(
-                    client,
-                    webhook=webhook,
-                    alias=alias,
-                    threshold=clickops_threshold,
-                    resource_pattern=resource_pattern,
-                )
-            )
-        except IngestError as exc:
-            raise fail(f"alerts: {exc}", EXIT_ABORTED) from None
-        finally:
-            client.close()
+    if alerts or sigma:
+        for line in _monitors(
+            sink,
+            found,
+            alias=alias,
+            webhook=webhook,
+            alerts=alerts,
+            sigma=sigma,
+            threshold=clickops_threshold,
+            resource_pattern=resource_pattern,
+        ):
+            typer.echo(f"ct-ingest: {line}")
     if dashboards:
         from ingest.ops.dashboards import import_saved_objects, saved_objects
 
@@ -167,6 +165,82 @@ def setup(
             f"ct-ingest: dashboards: {count} saved objects imported (overwrite) into "
             f"{found.dashboards_app} at {dashboards}"
         )
+
+
+def _absent(found: Cluster, *components: str) -> str | None:
+    """Why the plugins ``components`` are not there, or None when they are (or may be)."""
+    from ingest.targets import Kind
+
+    if found.kind is not Kind.OPENSEARCH:
+        return (
+            f"{found.describe()} has no OpenSearch Alerting and Notifications plugins "
+            "(_plugins/_alerting)"
+        )
+    missing = [c for c in components if not found.has_plugin(c)]
+    return (
+        f"{found.describe()} runs no {' or '.join(missing)} (GET _cat/plugins)" if missing else None
+    )
+
+
+def _monitors(
+    sink: SinkConfig,
+    found: Cluster,
+    *,
+    alias: str,
+    webhook: str | None,
+    alerts: bool,
+    sigma: Path | None,
+    threshold: int,
+    resource_pattern: str,
+) -> list[str]:
+    """Install the alert monitors and the Sigma rules' monitors; what was done, one line each
+    (a plugin the cluster lacks is one line, and setup carries on)."""
+    from ingest import cluster
+    from ingest.ops import alerts as ops
+    from ingest.targets import ALERTING, NOTIFICATIONS
+
+    lines = []
+    plugins = (ALERTING, NOTIFICATIONS) if webhook else (ALERTING,)
+    if alerts and (why := _absent(found, ALERTING, NOTIFICATIONS)):
+        lines.append(f"alerts: not installed: {why}")
+        alerts = False
+    if sigma and (why := _absent(found, *plugins)):
+        lines.append(f"sigma: no monitors installed: {why}")
+        sigma = None
+    if not (alerts or sigma):
+        return lines
+    client = cluster.open_sync_client(sink)
+    try:
+        channel = ops.install_channel(client, alias=alias, webhook=webhook) if webhook else ""
+        if alerts:
+            lines.append(
+                ops.install_alerts(
+                    client,
+                    channel=channel,
+                    alias=alias,
+                    threshold=threshold,
+                    resource_pattern=resource_pattern,
+                )
+            )
+        if sigma:
+            lines += _sigma_monitors(client, sigma, alias=alias, channel=channel)
+    except IngestError as exc:
+        raise fail(f"setup aborted: {exc}", EXIT_ABORTED) from None
+    finally:
+        client.close()
+    return lines
+
+
+def _sigma_monitors(client: Any, rules: Path, *, alias: str, channel: str) -> list[str]:
+    from ingest.ops.alerts import install_monitors, sigma_monitors
+    from ingest.sigma.convert import convert_paths
+
+    monitors, skipped = sigma_monitors(convert_paths([rules]), alias=alias, channel_id=channel)
+    done = install_monitors(client, monitors)
+    posting = (
+        f", posting to webhook channel {channel}" if channel else " (no --webhook: alerts only)"
+    )
+    return [*skipped, f"sigma: {len(monitors)} rule monitors ({done}){posting}"]
 
 
 def status(

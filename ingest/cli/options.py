@@ -85,6 +85,7 @@ __all__ = [
     "Shards",
     "ShowArgs",
     "ShowCommand",
+    "SigmaRules",
     "Since",
     "Source",
     "SqsQueueUrl",
@@ -398,6 +399,13 @@ ClickopsThreshold = Annotated[
 ]
 ResourcePattern = Annotated[
     str, _option("--resource-pattern", help="Alert on console writes to matching resources.")
+]
+SigmaRules = Annotated[
+    Path | None,
+    _option(
+        "--sigma",
+        help="A directory (or file) of Sigma rules: one Alerting monitor per rule (by rule id).",
+    ),
 ]
 
 # -- verify ----------------------------------------------------------------------------------------

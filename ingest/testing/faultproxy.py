@@ -11,7 +11,9 @@ With an :class:`Emulation` (``EMULATIONS``: OpenSearch before 2.7, OpenSearch in
 mode, Elasticsearch 7.10, Serverless SEARCH and TIMESERIES collections) it also answers the way
 that kind of cluster does by its documentation: its own ``GET /`` (or 404), and a refusal for
 what it does not have (``flat_object``, ``_plugins/*``, settings changes, custom ``_id``);
-each refusal cites the documented behaviour it stands for.
+each refusal cites the documented behaviour it stands for. ``ALERTING_2X`` (not among
+``EMULATIONS``) is OpenSearch 2.11 with the Alerting and Notifications plugins
+(:mod:`ingest.testing.alerting`; the proxy's ``plugins`` holds their state).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-__all__ = ["EMULATIONS", "Emulation", "FaultProxy", "Faults", "Seen"]
+from ingest.testing.alerting import PluginsEmulation
+
+__all__ = ["ALERTING_2X", "EMULATIONS", "Emulation", "FaultProxy", "Faults", "Seen"]
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Emulation:
     index_settings: bool = True  # shards, replicas and refresh may be set and changed
     custom_ids: bool = True  # bulk items, GET and mget by _id
     cluster_apis: bool = True  # _cluster/*, _nodes/*, _cat/* beyond _cat/indices
+    alerting: bool = False  # _cat/plugins lists Alerting and Notifications, which answer
 
 
 def _opensearch_root(number: str) -> dict[str, Any]:
@@ -131,6 +136,9 @@ EMULATIONS = {
         ),
     )
 }
+# OpenSearch 2.11 with the Alerting and Notifications plugins (Alerting before 3.2: no
+# monitors index until the first monitor).
+ALERTING_2X = Emulation("opensearch-2.11-alerting", _opensearch_root("2.11.0"), alerting=True)
 _SETTINGS_KEYS = (b'"number_of_replicas"', b'"refresh_interval"', b'"number_of_shards"')
 _BY_ID = re.compile(r"^/[^_/][^/]*/(_doc|_create|_update)/[^/]+$|(^|/)_mget$")
 _NO_IDS = {
@@ -201,6 +209,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.faults = faults or Faults()
         self.emulation = emulation
+        self.plugins = PluginsEmulation() if emulation and emulation.alerting else None
         self.seen: list[Seen] = []
         self.url = ""
         self._rng = random.Random(self.faults.seed)
@@ -275,6 +284,13 @@ class FaultProxy:
         compressed = request.headers.get("Content-Encoding") == "gzip"
         if compressed and body[:2] == b"\x1f\x8b":  # aiohttp usually inflates it already
             body = gzip.decompress(body)
+        if self.plugins is not None:
+            reply = self.plugins.answer(request.method, request.path, body)
+            if reply is not None:
+                status, out = reply
+                return web.Response(
+                    status=status, body=orjson.dumps(out), content_type="application/json"
+                )
         if self.emulation is not None and not request.path.endswith("/_bulk"):
             own = emulate(self.emulation, request.method, request.path, body)
             if own is not None:

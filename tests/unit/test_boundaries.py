@@ -361,21 +361,23 @@ class TestOperations:
             next(report.composite(_SyncClient(exc), "cloudtrail", {}, ["eventName"]))
         assert expected is type(info.value)
 
-    def test_alerts_without_the_plugin_is_a_line_and_other_errors_are_ours(self) -> None:
-        """404 from the Notifications API is told in one line; anything else is the tree."""
-        kwargs: dict[str, Any] = {
-            "webhook": "https://hooks.example/x",
-            "alias": "cloudtrail",
-            "threshold": 20,
-            "resource_pattern": "*",
-        }
-        missing = _SyncClient(TransportError(404, "no handler", {}))
-        assert "no Alerting/Notifications plugin (HTTP 404)" in alerts.install_alerts(
-            missing, **kwargs
-        )
+    @pytest.mark.parametrize(
+        "exc",
+        [TransportError(400, "bad", {}), TransportError(404, "no handler", {}), TypeError("?")],
+    )
+    def test_alerts_errors_are_ours_and_never_a_missing_plugin(self, exc: Exception) -> None:
+        """No refusal is read as a cluster without the plugins (setup asks _cat/plugins for
+        that): each is a SinkError naming the call, with the original as its cause."""
         with pytest.raises(SinkError) as info:
-            alerts.install_alerts(_SyncClient(TypeError("bad answer")), **kwargs)
-        assert isinstance(info.value.__cause__, TypeError)
+            alerts.install_alerts(
+                _SyncClient(exc),
+                channel="ct-ingest-cloudtrail-webhook",
+                alias="cloudtrail",
+                threshold=20,
+                resource_pattern="*",
+            )
+        assert str(info.value).startswith("alerts: search the monitors: ")
+        assert exc is info.value.__cause__
 
     def test_dashboards_with_a_bad_url_is_ours(self) -> None:
         """A URL urllib cannot use comes out as a SinkError, not a ValueError."""

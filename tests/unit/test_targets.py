@@ -16,7 +16,16 @@ from ingest.config import IndexConfig, SinkConfig
 from ingest.errors import SinkUnavailable
 from ingest.ops.dashboards import saved_objects
 from ingest.sink import OpenSearchBulkClient, unanswered
-from ingest.targets import Collection, Kind, Target, _declared, from_root, refuses_ids
+from ingest.targets import (
+    ALERTING,
+    NOTIFICATIONS,
+    Collection,
+    Kind,
+    Target,
+    _declared,
+    from_root,
+    refuses_ids,
+)
 
 OPENSEARCH_2_11 = {
     "version": {"distribution": "opensearch", "number": "2.11.0"},
@@ -82,6 +91,22 @@ class TestDeclared:
         ts = SinkConfig(url="http://127.0.0.1:9200", target="serverless-timeseries")
         assert Target(Kind.SERVERLESS, collection=Collection.TIMESERIES) == _declared(ts)
         assert _declared(SinkConfig(url="https://search-x.eu-west-1.es.amazonaws.com")) is None
+
+
+class TestPlugins:
+    def test_the_plugins_once_known_decide(self) -> None:
+        """Before _cat/plugins is asked, OpenSearch may have them; once asked, only what it
+        lists; Elasticsearch and Serverless never have them under _plugins."""
+        opensearch = from_root(OPENSEARCH_2_11)
+        assert (True, True) == (opensearch.alerting, opensearch.has_plugin(NOTIFICATIONS))
+        opensearch.plugins = frozenset({ALERTING, "opensearch-job-scheduler"})
+        assert (True, False) == (opensearch.alerting, opensearch.has_plugin(NOTIFICATIONS))
+        opensearch.plugins = frozenset()
+        assert not opensearch.alerting
+        for answer in (ELASTICSEARCH_7_10, {}):
+            other = from_root(answer)
+            other.plugins = frozenset({ALERTING, NOTIFICATIONS})
+            assert not other.alerting
 
 
 class TestTemplates:
