@@ -3,17 +3,27 @@
 (index pattern, visualizations, saved searches, the ClickOps and Activity dashboards).
 
 The NDJSON is the artefact users import (``ct-ingest setup --dashboards URL``); this script is
-how it is kept readable and consistent. Run it after changing a visualization:
+how it is kept readable and consistent. Point-series visualizations (area, line, vertical and
+horizontal bars) carry their type's complete defaults from ``vis-type-defaults.json`` (OpenSearch
+Dashboards' own), with each ``seriesParams`` entry completed from the default entry: a saved
+entry replaces the default one whole, and one without ``show: true`` draws nothing. Run it after
+changing a visualization:
 
     python scripts/make_dashboards.py
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
-OUT = Path(__file__).resolve().parents[1] / "mappings" / "dashboards" / "cloudtrail.ndjson"
+HERE = Path(__file__).resolve().parents[1] / "mappings" / "dashboards"
+OUT = HERE / "cloudtrail.ndjson"
+DEFAULTS: dict[str, dict[str, Any]] = json.loads((HERE / "vis-type-defaults.json").read_text())[
+    "types"
+]
 PATTERN = "ct-ingest-cloudtrail"
 REF = [
     {"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern", "id": PATTERN}
@@ -65,6 +75,22 @@ def histogram(aid: str = "2") -> dict[str, object]:
 COUNT = {"id": "1", "enabled": True, "type": "count", "schema": "metric", "params": {}}
 
 
+def point_series(vtype: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The type's default params with ``params`` over them; each ``seriesParams`` entry given
+    is completed from the default entry (its ``data`` too)."""
+    out = copy.deepcopy(DEFAULTS[vtype])
+    given = dict(params)
+    series = given.pop("seriesParams", None)
+    out.update(given)
+    if isinstance(series, list):
+        (default,) = out["seriesParams"]
+        out["seriesParams"] = [
+            {**default, **entry, "data": {**default["data"], **entry.get("data", {})}}
+            for entry in series
+        ]
+    return out
+
+
 def vis(
     vid: str,
     title: str,
@@ -77,12 +103,9 @@ def vis(
         "title": title,
         "type": vtype,
         "aggs": [COUNT, *aggs],
-        "params": {
-            "addTooltip": True,
-            "addLegend": True,
-            "legendPosition": "right",
-            **(params or {}),
-        },
+        "params": point_series(vtype, params or {})
+        if vtype in DEFAULTS
+        else {"addTooltip": True, "addLegend": True, "legendPosition": "right", **(params or {})},
     }
     return {
         "type": "visualization",
@@ -204,7 +227,7 @@ objects: list[dict[str, object]] = [
         "area",
         [histogram(), terms("ct.tool_group", 6, "group", "3")],
         "ct.is_write:true",
-        {"seriesParams": [{"data": {"id": "1"}, "mode": "stacked", "type": "area"}]},
+        {"seriesParams": [{"data": {"id": "1"}, "mode": "stacked", "type": "area"}]},  # completed
     ),
     # Activity / investigation
     vis("ct-events-by-tool", "Activity: events by tool", "pie", [terms("ct.tool", 10)], ""),

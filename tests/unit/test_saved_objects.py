@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ingest.ops.alerts import monitor_query, render_monitors
@@ -124,3 +125,55 @@ class TestSavedObjects:
                 "ct.resource.id"
             ]["value"]
         )
+
+
+_VIS_DEFAULTS: dict[str, dict[str, Any]] = json.loads(
+    (Path(__file__).parents[2] / "mappings" / "dashboards" / "vis-type-defaults.json").read_text()
+)["types"]
+
+
+def _missing(default: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
+    """The keys (dotted, nested objects included) of ``default`` that ``given`` lacks."""
+    out = []
+    for key, value in default.items():
+        if key not in given:
+            out.append(f"{prefix}{key}")
+        elif isinstance(value, dict) and value and isinstance(given[key], dict):
+            out += _missing(value, given[key], f"{prefix}{key}.")
+    return out
+
+
+class TestSeriesParams:
+    def test_the_shipped_defaults_are_opensearch_dashboards_own(self) -> None:
+        """Area and line series defaults hold every key OSD's vislib types give a series."""
+        keys = {"show", "type", "mode", "data", "valueAxis", "drawLinesBetweenPoints",
+                "lineWidth", "showCircles", "interpolate"}  # fmt: skip
+        for vtype in ("area", "line"):
+            (series,) = _VIS_DEFAULTS[vtype]["seriesParams"]
+            assert keys == set(series)
+            assert (True, {"id": "1", "label": "Count"}) == (series["show"], series["data"])
+        assert {"area", "line", "histogram", "horizontal_bar"} == set(_VIS_DEFAULTS)
+
+    def test_every_point_series_visualization_has_complete_params(self) -> None:
+        """Each area and bar chart carries every param its type defaults to, and each series
+        entry every key of the default entry: shown, on a value axis the chart declares, for
+        a metric it computes (OSD skips a series entry without show: true)."""
+        checked = set()
+        for obj in saved_objects():
+            state = json.loads(obj["attributes"].get("visState", '{"type": ""}'))
+            if state["type"] not in _VIS_DEFAULTS:
+                continue
+            defaults, params = _VIS_DEFAULTS[state["type"]], state["params"]
+            assert [] == _missing(defaults, params), obj["id"]
+            metrics = {a["id"] for a in state["aggs"] if a["schema"] == "metric"}
+            axes = {a["id"] for a in params["valueAxes"]}
+            for entry in params["seriesParams"]:
+                assert [] == _missing(defaults["seriesParams"][0], entry), obj["id"]
+                assert (True, True, True) == (
+                    entry["show"],
+                    entry["data"]["id"] in metrics,
+                    entry["valueAxis"] in axes,
+                ), obj["id"]
+            checked.add(obj["id"])
+        assert {"ct-changes-by-tool", "ct-clickops-over-time", "ct-root-activity",
+                "ct-clickops-by-service-account"} == checked  # fmt: skip
