@@ -4,7 +4,8 @@ and exit codes decided.
 The commands are thin adapters (parse, build settings, call the library, map the outcome to
 an exit code): :mod:`ingest.cli.run` (backfill, tail, verify, demo), :mod:`ingest.cli.fleet`
 (enqueue), :mod:`ingest.cli.admin`
-(setup, status, config show) and :mod:`ingest.cli.reports` (report, deadletter); every option
+(setup, status, config show), :mod:`ingest.cli.reports` (report, deadletter) and
+:mod:`ingest.cli.sigma` (sigma convert, hunt); every option
 is declared once, in :mod:`ingest.cli.options`; exit codes and the environment are in
 :mod:`ingest.cli.common`.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import typer
 
-from ingest.cli import admin, fleet, reports, run
+from ingest.cli import admin, fleet, reports, run, sigma
 from ingest.cli.common import (
     EXIT_ABORTED,
     EXIT_CONFIG,
@@ -69,6 +70,7 @@ app.command()(run.verify)
 app.add_typer(reports.report_app, name="report")
 app.add_typer(reports.deadletter_app, name="deadletter")
 app.add_typer(admin.config_app, name="config")
+app.add_typer(sigma.sigma_app, name="sigma")
 app.command()(run.demo)
 
 

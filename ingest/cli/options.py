@@ -43,6 +43,7 @@ __all__ = [
     "DemoEvents",
     "DemoSeed",
     "DrainSeconds",
+    "Examples",
     "Exclude",
     "ExitWhenIdle",
     "Format",
@@ -81,10 +82,12 @@ __all__ = [
     "RetryFailed",
     "RewindMinutes",
     "Role",
+    "RuleFiles",
     "Shard",
     "Shards",
     "ShowArgs",
     "ShowCommand",
+    "SigmaFormat",
     "SigmaRules",
     "Since",
     "Source",
@@ -442,6 +445,15 @@ Format = Annotated[str, _option("--format", help="md, csv or json.", env=None)]
 Output = Annotated[
     Path | None, _option("--output", "-o", help="Write here instead of stdout.", env=None)
 ]
+
+# -- sigma -----------------------------------------------------------------------------------------
+RuleFiles = Annotated[
+    list[Path], typer.Argument(help="Sigma rule files or directories (searched for *.yml, *.yaml).")
+]
+SigmaFormat = Annotated[  # what convert prints, not a report's md/csv/json
+    str, _option("--format", help="dsl: one JSON line per rule with its query DSL.", env=None)
+]
+Examples = Annotated[int, _option("--examples", help="Example events shown per rule.", env=None)]
 
 # -- config show -----------------------------------------------------------------------------------
 ShowCommand = Annotated[str, typer.Argument(help="backfill, tail, setup, report.clickops, ...")]

@@ -8,7 +8,8 @@ Each node of the condition becomes a query, never a string: AND is a ``bool.filt
   wildcards; lists are ORs, ``|all`` ANDs;
 - ``|re`` is a ``regexp`` query, unanchored unless the rule anchors it with ``^``/``$``,
   case-insensitive with ``|re|i``; ``|cidr`` a ``term`` on the ``ip`` field (``sourceIPAddress``
-  is matched through ``source.ip``), ``|lt``/``|gte``… a ``range``;
+  is matched through ``source.ip``), ``|lt``/``|gte``… a ``range`` (not on the payloads,
+  whose values are strings);
 - numbers and booleans are ``term`` queries (as strings in the ``flat_object`` copies, where every
   leaf is a string), ``null`` is a missing field, ``|exists`` the ``exists`` query;
 - ``|fieldref`` is a script query comparing the two fields' doc values (case-insensitively for
@@ -212,6 +213,8 @@ class DslBackend(Backend):
     ) -> Query:
         value = cast(SigmaCompareExpression, cond.value)
         field = _check(cond.field)
+        if _is_flat(field):  # a flat_object's leaves are keywords: "9" > "10"
+            _unsupported(f"|lt/|gt... on {field!r}: payload values compare as strings")
         if value.op is CompareOperators.NEQ:
             return _bool("must_not", [_scalar(field, value.number.number)])
         return {"range": {field: {_RANGE[value.op]: value.number.number}}}

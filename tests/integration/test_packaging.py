@@ -30,6 +30,9 @@ assert render_template(cfg)["index_patterns"] == ["cloudtrail-*"]
 assert len(render_components(cfg, IndexConfig())) == 3
 assert load_rules().resources
 assert len(saved_objects()) == 16 and len(render_monitors(alias="cloudtrail")) == 4
+from sigma.plugins import InstalledSigmaPlugins  # pySigma's discovery finds ct-ingest's pipeline
+found = InstalledSigmaPlugins.autodiscover(include_backends=False, include_validators=False)
+assert found.pipelines["ct_ingest"]().name == "ct-ingest CloudTrail index", found.pipelines
 from ingest.cli import main
 sys.argv = ["ct-ingest", "--version"]
 main()

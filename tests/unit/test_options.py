@@ -20,6 +20,9 @@ DIFFERENT_MEANING = {
     ("report principal", "--since"): "the start of a report's window, an instant, 90d by default",
     ("report clickops", "--until"): "the end of a report's window, exclusive, now by default",
     ("report principal", "--until"): "the end of a report's window, exclusive, now by default",
+    ("sigma convert", "--format"): "what convert prints (dsl), not a report's md/csv/json",
+    ("sigma hunt", "--since"): "the start of the hunt's window, an instant, 30d by default",
+    ("sigma hunt", "--until"): "the end of the hunt's window, exclusive, now by default",
     ("report principal", "--user"): "the IAM user reported on (README: --user alice); basic "
     "auth is --auth-user there",
 }
