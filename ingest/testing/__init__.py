@@ -5,6 +5,8 @@ transport apart from the real ones): importable by the tests, the demo and the b
   :class:`~ingest.sink.BulkClient` for unit tests of the layers above them;
 - :mod:`ingest.testing.faultproxy`: an HTTP proxy that injects faults in front of a real server,
   and a null cluster that answers ``_bulk`` without indexing (benchmarks);
+- :mod:`ingest.testing.alerting`: the Alerting 2.x and Notifications plugins, emulated for the
+  fault proxy (``ALERTING_2X``);
 - :mod:`ingest.testing.synth`: realistic synthetic CloudTrail archives;
 - :mod:`ingest.testing.servers`: moto's S3/SQS server and osmem-server on loopback.
 """
