@@ -3,9 +3,11 @@
 Each node of the condition becomes a query, never a string: AND is a ``bool.filter``, OR a
 ``bool.should`` (one must match), NOT a ``bool.must_not``. Values follow Sigma's semantics:
 
-- strings match case-insensitively (``case_insensitive`` on ``term`` and ``wildcard``), unless
-  ``|cased``; ``*``/``?`` are wildcards; ``contains``/``startswith``/``endswith`` arrive here as
-  wildcards; lists are ORs, ``|all`` ANDs;
+- strings match case-insensitively (``case_insensitive`` on ``term`` and ``wildcard`` of keyword
+  and payload fields; the other types refuse it and have no case), unless ``|cased``;
+  ``*``/``?`` are wildcards; ``contains``/``startswith``/``endswith`` arrive here as wildcards;
+  lists are ORs, ``|all`` ANDs; a placeholder (``|expand`` of ``%name%``) with no values given
+  is an empty list, matching nothing;
 - ``|re`` is a ``regexp`` query, unanchored unless the rule anchors it with ``^``/``$``,
   case-insensitive with ``|re|i``; ``|cidr`` a ``term`` on the ``ip`` field (``sourceIPAddress``
   is matched through ``source.ip``), ``|lt``/``|gte``… a ``range`` (not on the payloads,
@@ -60,7 +62,7 @@ _RANGE = {
     CompareOperators.GTE: "gte",
 }
 _IP_TWIN = {"sourceIPAddress": "source.ip"}  # a keyword field, and the ip field derived from it
-_STRINGS = ("keyword", "flat_object")
+_NOTHING: Query = {"bool": {"must_not": [{"match_all": {}}]}}
 
 
 def _unsupported(what: str) -> NoReturn:
@@ -100,7 +102,10 @@ def _check(field: str | None) -> str:
 
 
 def _string(field: str, value: SigmaString, *, cased: bool) -> Query:
-    options: dict[str, Any] = {} if cased else {"case_insensitive": True}
+    if value.contains_placeholder():  # %name% with no values given: an empty list
+        return _NOTHING
+    text_like = _is_flat(field) or field_types().get(field) == "keyword"
+    options: dict[str, Any] = {"case_insensitive": True} if text_like and not cased else {}
     if not value.contains_special():
         return {"term": {field: {"value": value.to_plain(), **options}}}
     pattern = value.convert(escape_char="\\", add_escaped="\\")

@@ -6,8 +6,10 @@ resolves to the field it points at, and a ``text`` field (``userAgent``, ``error
 matched on its ``keyword`` sub-field, so that a value with spaces is one term. The payloads are
 not mapped field by field: ``requestParameters.x`` is looked up in the ``flat_object`` copy
 ``ct.flat.request.x`` (:mod:`ingest.enrich.flat`), and a bare ``requestParameters`` is the whole
-copy, whose every leaf value a ``contains`` searches. Rules for any log source other than
-``product: aws, service: cloudtrail`` fail with a message saying so.
+copy, whose every leaf value a ``contains`` searches. A few names SigmaHQ's rules use that
+CloudTrail does not write are read as what they mean (``status`` as ``event.outcome``,
+``src_ip`` as ``source.ip``, ``src_country`` as ``source.geo.country_iso_code``). Rules for
+any log source other than ``product: aws, service: cloudtrail`` fail with a message saying so.
 
 pySigma finds the pipeline as ``ct_ingest`` (``sigma.pipelines.ct_ingest``, shipped with the
 package), e.g. ``sigma convert -p ct_ingest``.
@@ -34,6 +36,13 @@ __all__ = ["FLAT_PREFIX", "field_types", "index_field", "pipeline"]
 
 FLAT_PREFIX = "ct.flat."
 _MAPPINGS = ("component-cloudtrail.json", "component-enrichment.json", "index-template.json")
+# Names some SigmaHQ CloudTrail rules use that CloudTrail does not write, to the field that
+# holds what they mean: the call's outcome, the caller's address and country.
+_GENERIC = {
+    "status": "event.outcome",
+    "src_ip": "source.ip",
+    "src_country": "source.geo.country_iso_code",
+}
 _NOT_CLOUDTRAIL = (
     "not a CloudTrail rule: ct-ingest's index holds logsource product: aws, service: cloudtrail"
 )
@@ -74,6 +83,8 @@ def field_types() -> dict[str, str]:
 def index_field(name: str) -> str:
     """Where ct-ingest indexes the CloudTrail field ``name`` (unknown names stay as they are)."""
     head, dot, rest = name.partition(".")
+    if name in _GENERIC:
+        return _GENERIC[name]
     if head in PAYLOADS:
         return f"{FLAT_PREFIX}{PAYLOADS[head]}{dot}{rest}"
     spec = _specs().get(name)

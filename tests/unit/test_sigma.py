@@ -52,6 +52,8 @@ class TestFieldMapping:
             ("requestParameters", "ct.flat.request"),  # the whole object
             ("user_agent.original", "userAgent.keyword"),  # an alias, resolved
             ("event.action", "eventName"),
+            ("status", "event.outcome"),  # SigmaHQ names CloudTrail does not write
+            ("src_ip", "source.ip"),
         ],
     )
     def test_sigma_field_to_index_field(self, sigma: str, index: str) -> None:
@@ -122,6 +124,25 @@ class TestQueries:
             {"term": {"source.ip": "10.0.0.0/8"}},
             {"range": {"source.as.number": {"gte": 64500}}},
         ] == c.query["bool"]["filter"]  # type: ignore[index]
+
+    def test_other_types_take_no_case_insensitive(self, tmp_path: Path) -> None:
+        """Only keyword and payload fields get case_insensitive (ip or boolean would refuse it)."""
+        c = _one(tmp_path, "    src_ip: 10.1.2.3\n    readOnly: 'true'\n")
+        assert [
+            {"term": {"source.ip": {"value": "10.1.2.3"}}},
+            {"term": {"readOnly": {"value": "true"}}},
+        ] == c.query["bool"]["filter"]  # type: ignore[index]
+
+    def test_a_placeholder_without_values_matches_nothing(self, tmp_path: Path) -> None:
+        """|expand of %name% with no values: an empty list, so a filter of it excludes nothing."""
+        c = _one(
+            tmp_path,
+            "    eventName: ConsoleLogin\n  filter:\n    src_country|expand: '%Allowed%'\n",
+            "sel and not filter",
+        )
+        nothing = {"bool": {"must_not": [{"match_all": {}}]}}
+        [_, negated] = c.query["bool"]["filter"]  # type: ignore[index]
+        assert {"bool": {"must_not": [nothing]}} == negated
 
     def test_fieldref_is_a_script_comparing_doc_values(self, tmp_path: Path) -> None:
         """Keyword fields compare case-insensitively, in Painless without params."""
