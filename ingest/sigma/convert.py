@@ -82,8 +82,15 @@ def _convert_rule(path: Path, key: str, rule: Any, backend: DslBackend, n: int) 
         return _replace_error(base, str(exc))
     except Exception as exc:  # a rule pySigma accepted but cannot convert; never a crash
         return _replace_error(base, f"{type(exc).__name__}: {exc}")
-    query = queries[0] if len(queries) == 1 else {"bool": {"should": queries}}
+    if not queries:
+        return _replace_error(base, "no query: the rule only serves a correlation")
+    query = queries[0] if len(queries) == 1 else _any_of(queries)
     return Converted(base.rule, rule_id, title, level, tags, query, None)
+
+
+def _any_of(queries: list[Query]) -> Query:
+    """A rule with several conditions matches where any of them does."""
+    return {"bool": {"should": queries, "minimum_should_match": 1}}
 
 
 def _replace_error(base: Converted, message: str) -> Converted:

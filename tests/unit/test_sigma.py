@@ -170,6 +170,19 @@ class TestQueries:
             }
         } == c.query
 
+    def test_several_conditions_match_where_any_does(self, tmp_path: Path) -> None:
+        """A condition list is one query: a should of the conditions' queries."""
+        path = tmp_path / "two.yml"
+        path.write_text(
+            "title: t\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n"
+            "  a:\n    eventName: A\n  b:\n    eventName: B\n  condition: [a, b]\n",
+            encoding="utf-8",
+        )
+        [c] = convert_paths([path])
+        assert c.query is not None
+        assert 1 == c.query["bool"]["minimum_should_match"]
+        assert 2 == len(c.query["bool"]["should"])
+
 
 class TestErrors:
     @pytest.mark.parametrize(
