@@ -3,9 +3,12 @@
 Each node of the condition becomes a query, never a string: AND is a ``bool.filter``, OR a
 ``bool.should`` (one must match), NOT a ``bool.must_not``. Values follow Sigma's semantics:
 
-- strings match case-insensitively (``case_insensitive`` on ``term`` and ``wildcard`` of keyword
-  and payload fields; the other types refuse it and have no case), unless ``|cased``;
-  ``*``/``?`` are wildcards; ``contains``/``startswith``/``endswith`` arrive here as wildcards;
+- strings match case-insensitively (``case_insensitive`` on ``term``, ``prefix`` and ``wildcard``
+  of keyword and payload fields; the other types refuse it and have no case), unless ``|cased``;
+  ``*``/``?`` are wildcards; ``contains``/``startswith``/``endswith`` arrive here as wildcards,
+  and ``abc*`` becomes a ``prefix`` query; on a payload field an equality asks for the exact
+  value beside the case-insensitive one (``flat_object`` before OpenSearch 2.17 answers the
+  latter with nothing);
   lists are ORs, ``|all`` ANDs; a placeholder (``|expand`` of ``%name%``) with no values given
   is an empty list, matching nothing;
 - ``|re`` is a ``regexp`` query, unanchored unless the rule anchors it with ``^``/``$``,
@@ -48,6 +51,7 @@ from sigma.types import (
     SigmaRegularExpression,
     SigmaRegularExpressionFlag,
     SigmaString,
+    SpecialChars,
 )
 
 from ingest.sigma.pipeline import FLAT_PREFIX, field_types
@@ -101,13 +105,29 @@ def _check(field: str | None) -> str:
     return field
 
 
+def _literal_prefix(value: SigmaString) -> str | None:
+    """``abc*`` (a ``startswith``): the literal before the one trailing wildcard."""
+    *head, last = value.s
+    if head and last is SpecialChars.WILDCARD_MULTI and all(isinstance(p, str) for p in head):
+        return "".join(str(p) for p in head)
+    return None
+
+
 def _string(field: str, value: SigmaString, *, cased: bool) -> Query:
     if value.contains_placeholder():  # %name% with no values given: an empty list
         return _NOTHING
     text_like = _is_flat(field) or field_types().get(field) == "keyword"
     options: dict[str, Any] = {"case_insensitive": True} if text_like and not cased else {}
     if not value.contains_special():
-        return {"term": {field: {"value": value.to_plain(), **options}}}
+        term = {"term": {field: {"value": value.to_plain(), **options}}}
+        if _is_flat(field) and options:
+            # flat_object before OpenSearch 2.17 answers a case-insensitive term with nothing
+            # (it looks in the wrong sub-field): the exact value still matches there
+            return _bool("should", [{"term": {field: {"value": value.to_plain()}}}, term])
+        return term
+    prefix = _literal_prefix(value)
+    if prefix is not None:  # flat_object takes prefix queries since 2.7, wildcards since 2.18
+        return {"prefix": {field: {"value": prefix, **options}}}
     pattern = value.convert(escape_char="\\", add_escaped="\\")
     return {"wildcard": {field: {"value": pattern, **options}}}
 

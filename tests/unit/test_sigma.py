@@ -79,10 +79,32 @@ class TestQueries:
             }
         } == c.query
 
-    def test_cased_strings_and_escaped_wildcards(self, tmp_path: Path) -> None:
-        """|cased drops case_insensitive; a literal * in the value is escaped."""
-        c = _one(tmp_path, "    eventName|cased|startswith: 'Get\\*'\n")
-        assert {"bool": {"filter": [{"wildcard": {"eventName": {"value": "Get\\**"}}}]}} == c.query
+    def test_cased_strings_prefixes_and_escaped_wildcards(self, tmp_path: Path) -> None:
+        """|cased drops case_insensitive; startswith is a prefix query (the value taken as is),
+        other wildcards a wildcard query with a literal * escaped."""
+        c = _one(
+            tmp_path,
+            "    eventName|cased|startswith: 'Get\\*'\n    eventSource|contains: 'a\\*b'\n",
+        )
+        assert [
+            {"prefix": {"eventName": {"value": "Get*"}}},
+            {"wildcard": {"eventSource": {"value": "*a\\*b*", "case_insensitive": True}}},
+        ] == c.query["bool"]["filter"]  # type: ignore[index]
+
+    def test_payload_equality_also_asks_the_exact_value(self, tmp_path: Path) -> None:
+        """On a payload field, the exact term beside the case-insensitive one (older
+        flat_object answers the latter with nothing)."""
+        c = _one(tmp_path, "    additionalEventData.MFAUsed: 'NO'\n")
+        field = "ct.flat.additional.MFAUsed"
+        assert {
+            "bool": {
+                "should": [
+                    {"term": {field: {"value": "NO"}}},
+                    {"term": {field: {"value": "NO", "case_insensitive": True}}},
+                ],
+                "minimum_should_match": 1,
+            }
+        } == c.query
 
     def test_lists_are_should_and_all_is_filter(self, tmp_path: Path) -> None:
         """A list is a should with one to match; |all makes it a filter."""
