@@ -65,6 +65,7 @@ _RANGE = {
     CompareOperators.GT: "gt",
     CompareOperators.GTE: "gte",
 }
+_ORDERED = ("long", "integer", "short", "byte", "double", "float", "half_float", "date")
 _IP_TWIN = {"sourceIPAddress": "source.ip"}  # a keyword field, and the ip field derived from it
 _NOTHING: Query = {"bool": {"must_not": [{"match_all": {}}]}}
 
@@ -238,8 +239,8 @@ class DslBackend(Backend):
     ) -> Query:
         value = cast(SigmaCompareExpression, cond.value)
         field = _check(cond.field)
-        if _is_flat(field):  # a flat_object's leaves are keywords: "9" > "10"
-            _unsupported(f"|lt/|gt... on {field!r}: payload values compare as strings")
+        if _is_flat(field) or field_types()[field] not in _ORDERED:  # "9" > "10" as strings
+            _unsupported(f"|lt/|gt... on {field!r}: its values compare as strings")
         if value.op is CompareOperators.NEQ:
             return _bool("must_not", [_scalar(field, value.number.number)])
         return {"range": {field: {_RANGE[value.op]: value.number.number}}}

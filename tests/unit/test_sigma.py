@@ -213,7 +213,8 @@ class TestErrors:
             ("    eventName|sometimes: x\n", "Unknown modifier 'sometimes'"),
             ("    noSuchField: x\n", "'noSuchField' is not in ct-ingest's index"),
             ("    requestParameters.a|fieldref: eventName\n", "payload fields have no doc values"),
-            ("    requestParameters.maxCount|gt: 3\n", "payload values compare as strings"),
+            ("    requestParameters.maxCount|gt: 3\n", "its values compare as strings"),
+            ("    eventName|gte: 3\n", "its values compare as strings"),
             ("    - just a keyword\n", "keyword search"),
         ],
     )
