@@ -5,16 +5,14 @@ Each node of the condition becomes a query, never a string: AND is a ``bool.filt
 
 - strings match case-insensitively (``case_insensitive`` on ``term``, ``prefix`` and ``wildcard``
   of keyword and payload fields; the other types refuse it and have no case), unless ``|cased``;
-  ``*``/``?`` are wildcards; ``contains``/``startswith``/``endswith`` arrive here as wildcards,
-  and ``abc*`` becomes a ``prefix`` query; on a payload field an equality asks for the exact
-  value beside the case-insensitive one (``flat_object`` before OpenSearch 2.17 answers the
-  latter with nothing);
-  lists are ORs, ``|all`` ANDs; a placeholder (``|expand`` of ``%name%``) with no values given
-  is an empty list, matching nothing;
+  ``*``/``?`` are wildcards, ``contains``/``startswith``/``endswith`` arrive here as wildcards
+  and ``abc*`` becomes a ``prefix`` query; lists are ORs, ``|all`` ANDs; a placeholder
+  (``|expand`` of ``%name%``) with no values given is an empty list, matching nothing;
+- on a payload field an equality also asks for the exact value: ``flat_object`` before
+  OpenSearch 2.17 answers a case-insensitive term with nothing;
 - ``|re`` is a ``regexp`` query, unanchored unless the rule anchors it with ``^``/``$``,
   case-insensitive with ``|re|i``; ``|cidr`` a ``term`` on the ``ip`` field (``sourceIPAddress``
-  is matched through ``source.ip``), ``|lt``/``|gte``… a ``range`` (not on the payloads,
-  whose values are strings);
+  is matched through ``source.ip``), ``|lt``/``|gte``… a ``range`` on numeric and date fields;
 - numbers and booleans are ``term`` queries (as strings in the ``flat_object`` copies, where every
   leaf is a string), ``null`` is a missing field, ``|exists`` the ``exists`` query;
 - ``|fieldref`` is a script query comparing the two fields' doc values (case-insensitively for
@@ -97,10 +95,8 @@ def _is_flat(field: str) -> bool:
     return field.startswith(FLAT_PREFIX)
 
 
-def _check(field: str | None) -> str:
+def _check(field: str) -> str:
     """The field, if the index maps it (a payload's path always is, inside its copy)."""
-    if field is None:
-        _unsupported("a value without a field (keyword search) is not supported")
     if not _is_flat(field) and field not in field_types():
         _unsupported(f"field {field!r} is not in ct-ingest's index (the rule could never match)")
     return field
@@ -279,7 +275,7 @@ class DslBackend(Backend):
     def convert_condition_val_str(
         self, cond: ConditionValueExpression, state: ConversionState
     ) -> Query:
-        return _check(None)  # type: ignore[return-value]  # raises
+        _unsupported("keyword searches (a value without a field)")
 
     convert_condition_val_num = convert_condition_val_str
     convert_condition_val_re = convert_condition_val_str
