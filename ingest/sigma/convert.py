@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,28 +73,24 @@ def _convert_rule(path: Path, key: str, rule: Any, backend: DslBackend, n: int) 
     tags = tuple(str(t) for t in getattr(rule, "tags", ()) or ())
     base = Converted(str(path), rule_id, title, level, tags, None, None)
     if not isinstance(rule, SigmaRule):
-        return _replace_error(base, "correlation and filter rules are not supported")
+        return replace(base, error="correlation and filter rules are not supported")
     if rule.errors:
-        return _replace_error(base, "; ".join(str(e) for e in rule.errors))
+        return replace(base, error="; ".join(str(e) for e in rule.errors))
     try:
         queries: list[Query] = backend.convert_rule(rule)
     except SigmaError as exc:
-        return _replace_error(base, str(exc))
+        return replace(base, error=str(exc))
     except Exception as exc:  # a rule pySigma accepted but cannot convert; never a crash
-        return _replace_error(base, f"{type(exc).__name__}: {exc}")
+        return replace(base, error=f"{type(exc).__name__}: {exc}")
     if not queries:
-        return _replace_error(base, "no query: the rule only serves a correlation")
+        return replace(base, error="no query: the rule only serves a correlation")
     query = queries[0] if len(queries) == 1 else _any_of(queries)
-    return Converted(base.rule, rule_id, title, level, tags, query, None)
+    return replace(base, query=query)
 
 
 def _any_of(queries: list[Query]) -> Query:
     """A rule with several conditions matches where any of them does."""
     return {"bool": {"should": queries, "minimum_should_match": 1}}
-
-
-def _replace_error(base: Converted, message: str) -> Converted:
-    return Converted(base.rule, base.id, base.title, base.level, base.tags, None, message)
 
 
 def convert_file(path: Path, key: str | None = None) -> list[Converted]:
