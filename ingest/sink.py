@@ -2,10 +2,11 @@
 
 Documents are grouped into bodies of the controller's size (starting at ``bulk_bytes``, never
 above ``max_bulk_bytes``), across as many objects as it takes, and sent with up to
-``max_in_flight`` requests at a time. A body that is not full goes once it has waited
-``linger_seconds`` since its first document (a lone object in a tail is indexed within the
-linger), or at :meth:`BulkSink.drain`; while every request slot is busy it keeps filling. Each
-document's fate goes back to its :class:`Owner` (the object it came from):
+``max_in_flight`` requests at a time. A body that is not full goes once no document has come
+for ``linger_seconds`` (the upstream is idle: a lone object in a tail is indexed after the
+linger), once its first document has waited ten lingers (a trickle), or at
+:meth:`BulkSink.drain`; while every request slot is busy it keeps filling. Each document's fate
+goes back to its :class:`Owner` (the object it came from):
 
 - created (201), or already there (409 on ``create``: a replay never overwrites) → indexed;
 - 429 or 5xx for the item → sent again, alone with the other failed items, after a back-off
@@ -34,7 +35,8 @@ document is settled exactly once: an item is sent again only if its last answer 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -63,6 +65,7 @@ __all__ = [
 _log = structlog.get_logger("ingest.sink")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)  # seconds
 _RETRY_ITEM = frozenset({429, 500, 502, 503, 504})
+_MAX_LINGERS = 10  # a body still filling goes once its first document has waited this many
 
 
 class TooLarge(SinkError):
@@ -125,6 +128,7 @@ class SinkStats:
     splits: int = 0
     pushbacks: int = 0
     resent_unanswered: int = 0  # documents sent again after an unanswered request
+    bodies: Counter[str] = field(default_factory=Counter)  # why each left: full, linger, drain
     latency_max: float = 0.0
     latency_sum: float = 0.0
     requests_timed: int = 0
@@ -159,6 +163,7 @@ class BulkSink:
         self._buffer: list[_Item] = []
         self._buffered = 0
         self._linger: asyncio.Task[None] | None = None  # sends a partial body when it is due
+        self._last_put = 0.0
         self._in_flight = 0  # request slots held
         self._active = 0  # batches not yet settled (sending, or waiting to retry items)
         self._freed = asyncio.Event()
@@ -182,23 +187,34 @@ class BulkSink:
             )
             return
         if self._buffer and self._buffered + size > self.controller.bytes:
-            await self.flush()
+            await self.flush("full")
         self._buffer.append(_Item(doc, owner))
         self._buffered += size
-        if self._linger is None:  # the body's first document waits at most the linger
+        self._last_put = time.monotonic()
+        if self._linger is None:
             self._linger = self._tg.create_task(self._send_when_due(), name="bulk-linger")
 
     async def _send_when_due(self) -> None:
-        """The linger: cancelled when its body is sent by any other way."""
-        await asyncio.sleep(self._config.linger_seconds)
-        await self.flush()
+        """The linger of the body filling: cancelled when the body is sent another way."""
+        linger = self._config.linger_seconds
+        latest = time.monotonic() + _MAX_LINGERS * linger
+        while True:  # each document put meanwhile moves the deadline, up to the latest
+            due = min(self._last_put + linger, latest)
+            if (wait := due - time.monotonic()) <= 0:
+                break
+            await asyncio.sleep(wait)
+            if time.monotonic() - due > linger / 2:  # the loop was held up (compressing a body,
+                self._last_put = time.monotonic()  # say), not the upstream idle: look again
+        await self.flush("linger")
 
-    async def flush(self) -> None:
+    async def flush(self, why: str = "drain") -> None:
         """Send what is buffered, once a request slot is free (documents put while it waits for
         one go with it)."""
         if not self._buffer or not await self._acquire(self._buffer):
             return  # nothing to send, or sent by another flush while this one waited
+        _log.debug("bulk_body", why=why, bytes=self._buffered, target=self.controller.bytes)
         batch, self._buffer, self._buffered = self._buffer, [], 0
+        self.stats.bodies[why] += 1
         if self._linger is not None and self._linger is not asyncio.current_task():
             self._linger.cancel()  # its documents are in this batch
         self._linger = None

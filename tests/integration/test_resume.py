@@ -146,7 +146,12 @@ class TestCrashes:
         exits 3 saying how to resume, and leaves nothing in flight; status shows it; the rerun
         finishes and verify matches."""
         files = _archive(s3_url, 6000)
-        proc = _start(opensearch_url, tmp_path, "--drain-seconds", "5")
+        # Bodies fill across objects: at osmem's ~1k documents/s, requests of well under a
+        # second (not 5 MiB ones aimed at 10 s) keep what is in flight drainable in 5 s.
+        proc = _start(
+            opensearch_url, tmp_path, "--drain-seconds", "5", "--bulk-mib", "0.5",
+            "--bulk-target-seconds", "1",
+        )  # fmt: skip
         _wait_for_progress(proc)  # a loaded machine may take seconds to get that far
         assert proc.poll() is None
         sent = time.monotonic()

@@ -243,10 +243,10 @@ class TestLinger:
 
     @staticmethod
     def _while_open(
-        cluster: MemoryCluster, docs: list[Document], wait: float, **config: Any
+        cluster: MemoryCluster, docs: list[Document], wait: float, gap: float = 0, **config: Any
     ) -> tuple[list[int], list[int]]:
-        """Put ``docs`` with a pause between them (an idle upstream), sleep ``wait`` seconds,
-        then drain: the bodies sent before the drain, and all of them."""
+        """Put ``docs`` ``gap`` seconds apart (the loop turns in between), sleep ``wait``
+        seconds, then drain: the bodies sent before the drain, and all of them."""
         cfg = SinkConfig(url="http://127.0.0.1:9200", retry=FAST, **config)
         owner = Collector()
         before: list[int] = []
@@ -256,7 +256,7 @@ class TestLinger:
                 sink = BulkSink(cluster, cfg, tg)
                 for d in docs:
                     await sink.put(d, owner)
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(gap)
                 await asyncio.sleep(wait)
                 before.extend(cluster.bodies)
                 await sink.drain()
@@ -288,6 +288,14 @@ class TestLinger:
         """A lone document is sent once the linger has passed, without a drain."""
         before, bodies = self._while_open(MemoryCluster(), [_doc(0)], 1.0, linger_seconds=0.05)
         assert (1, 1) == (len(before), len(bodies))
+
+    def test_a_trickle_goes_after_ten_lingers(self) -> None:
+        """Documents that keep coming, never idle for a linger, do not hold the body for ever:
+        it goes once its first document has waited ten lingers."""
+        before, bodies = self._while_open(
+            MemoryCluster(), [_doc(i) for i in range(40)], 0, gap=0.03, linger_seconds=0.05
+        )
+        assert 2 <= len(before) <= len(bodies) < 40
 
     def test_a_busy_slot_lets_the_body_fill(self) -> None:
         """While the only request slot is busy, a body whose linger has passed keeps taking
