@@ -20,7 +20,16 @@ from functools import partial
 import structlog
 
 from ingest.config import Filters
-from ingest.layout import AWSLOGS, Level, TrailKind, is_account, is_org, is_region, parse_log_key
+from ingest.layout import (
+    AWSLOGS,
+    Level,
+    TrailKind,
+    is_account,
+    is_log_name,
+    is_org,
+    is_region,
+    parse_log_key,
+)
 from ingest.source import ObjectRef, ObjectStore, Page
 
 __all__ = [
@@ -67,6 +76,8 @@ class _Where:
     level: Level
     org: str | None = None
     account: str | None = None
+    kind: str | None = None
+    region: str | None = None
     year: int | None = None
     month: int | None = None
 
@@ -100,14 +111,14 @@ def _descend(where: _Where, segment: str, f: Filters) -> _Where | bool | None:
         if segment == TrailKind.LOGS.value or (
             segment == TrailKind.INSIGHT.value and f.include_insight
         ):
-            return replace(where, level=Level.REGION)
+            return replace(where, level=Level.REGION, kind=segment)
         return False
     if lv is Level.REGION:
         if not is_region(segment):
             return False
         if f.regions and segment not in f.regions:
             return None
-        return replace(where, level=Level.YEAR)
+        return replace(where, level=Level.YEAR, region=segment)
     if not (segment.isdigit() and len(segment) == (4 if lv is Level.YEAR else 2)):
         return False
     n = int(segment)
@@ -277,10 +288,20 @@ async def _files(
         return
     stats.day_prefixes += 1
     token: str | None = None
+    account, kind, region = where.account, where.kind, where.region
+    if account is None or kind is None or region is None:  # a day prefix given (tail's polling)
+
+        def is_log(key: str) -> bool:
+            return parse_log_key(key) is not None and "/" not in key[len(p) :]
+    else:  # the folders were checked on the way down: only the file name is left to check
+
+        def is_log(key: str) -> bool:
+            return is_log_name(key[len(p) :], account, kind, region)
+
     while True:
         pg = await walker.page(p, None, token, start_after)
         for ref in pg.objects:
-            if parse_log_key(ref.key) is None or "/" in ref.key[len(p) :]:
+            if not is_log(ref.key):
                 stats.skip(ref.key, prefix=False)
                 continue
             stats.objects += 1

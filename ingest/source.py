@@ -17,8 +17,11 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote_plus
+from xml.etree import ElementTree  # nosec B405
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -31,6 +34,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.utils import parse_timestamp
 
 from ingest.config import LocalLocation, S3Location, SourceConfig
 from ingest.errors import ConfigError, IngestError, SourceError, SourceUnavailable, boundary
@@ -170,6 +174,60 @@ def _translate_list(exc: Exception, what: str) -> IngestError | None:
     return SourceUnavailable(f"{what}: {exc}") if isinstance(exc, OSError) else None
 
 
+def _timestamp(value: str) -> datetime:
+    """botocore's timestamps without dateutil, whose parser took two thirds of the client's CPU
+    for a listing page of 1,000 keys: S3 writes ISO 8601 in listings and HTTP dates in headers;
+    anything else goes to botocore's own parser."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return parse_timestamp(value)  # type: ignore[no-any-return]
+    return parsed if parsed.tzinfo is not None else parse_timestamp(value)
+
+
+_PAGE = "ct_ingest_page"  # where the listing handler leaves its Page in the parsed response
+
+
+def _listing_page(body: bytes) -> Page:
+    """A ListObjectsV2 result as a Page, in one pass over the XML."""
+    # What botocore would parse, with the same parser (expat expands no external entities).
+    root = ElementTree.fromstring(body)  # noqa: S314  # nosec B314
+    ns = root.tag[: root.tag.find("}") + 1]
+    decode = unquote_plus if root.findtext(f"{ns}EncodingType") == "url" else str
+    page = Page(
+        prefixes=[
+            decode(p.findtext(f"{ns}Prefix", "")) for p in root.iterfind(f"{ns}CommonPrefixes")
+        ]
+    )
+    for c in root.iterfind(f"{ns}Contents"):
+        modified = c.findtext(f"{ns}LastModified")
+        page.objects.append(
+            ObjectRef(
+                decode(c.findtext(f"{ns}Key", "")),
+                c.findtext(f"{ns}ETag", "").strip('"'),
+                int(c.findtext(f"{ns}Size", "0")),
+                _timestamp(modified) if modified else None,
+            )
+        )
+    if root.findtext(f"{ns}IsTruncated") == "true":
+        page.next_token = root.findtext(f"{ns}NextContinuationToken")
+    return page
+
+
+def _read_listing(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """``before-parse.s3.ListObjectsV2``: read a successful page ourselves and hand botocore an
+    empty body. Its generic parser, shape by shape, cost ~40 us of CPU per key, which bound the
+    parallel walk (one event loop) more than S3's latency did."""
+    if response_dict["status_code"] == 200:
+        customized_response_dict[_PAGE] = _listing_page(response_dict["body"])
+        response_dict["body"] = b""
+
+
 class S3Store:
     """A bucket, through one pooled aiobotocore client."""
 
@@ -188,6 +246,9 @@ class S3Store:
     @classmethod
     async def open(cls, location: S3Location, config: SourceConfig) -> S3Store:
         session = AioSession(profile=config.profile)
+        session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_timestamp
+        )
         aio_config = AioConfig(
             max_pool_connections=config.concurrency,
             retries={"total_max_attempts": 1},  # ct-ingest's own policy retries, once, on top
@@ -211,6 +272,7 @@ class S3Store:
         except BotoCoreError as exc:
             await stack.aclose()
             raise ConfigError(f"cannot create an S3 client: {exc}") from exc
+        client.meta.events.register("before-parse.s3.ListObjectsV2", _read_listing)
         return cls(location, client, stack, config.retry)
 
     @property
@@ -244,7 +306,10 @@ class S3Store:
         resp = await self._call(
             f"list s3://{self._bucket}/{prefix}", lambda: self._client.list_objects_v2(**kwargs)
         )
-        page = Page(
+        if _PAGE in resp:
+            page: Page = resp[_PAGE]
+            return page
+        page = Page(  # parsed by botocore (a client without the handler)
             prefixes=[p["Prefix"] for p in resp.get("CommonPrefixes", ())],
             objects=[
                 ObjectRef(

@@ -53,9 +53,11 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from ingest.config import DEFAULT_CONCURRENCY, S3Location, SourceConfig
+from ingest.source import S3Store
 from ingest.testing.servers import free_port, stop_process
 
-__all__ = ["Latency", "S3Model", "S3ModelProcess"]
+__all__ = ["Latency", "S3Model", "S3ModelProcess", "open_store"]
 
 _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
@@ -363,6 +365,19 @@ class S3Model:
                 await asyncio.sleep(len(chunk) / rate)
         await response.write_eof()
         return response
+
+
+async def open_store(url: str, bucket: str, *, concurrency: int = DEFAULT_CONCURRENCY) -> S3Store:
+    """ct-ingest's own store for ``bucket`` at ``url`` (this model, or moto), with fake keys."""
+    location = S3Location(bucket, "")
+    config = SourceConfig(
+        location=location,
+        endpoint_url=url,
+        region="us-east-1",
+        concurrency=concurrency,
+        credentials=("testing", "testing"),
+    )
+    return await S3Store.open(location, config)
 
 
 @dataclass

@@ -14,17 +14,16 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from ingest.config import Filters, S3Location, SourceConfig
+from ingest.config import Filters
 from ingest.listing import list_log_objects
-from ingest.source import ObjectRef, S3Store
+from ingest.source import ObjectRef, Page
 from ingest.testing import synth
-from ingest.testing.s3model import Latency, S3Model
+from ingest.testing.s3model import Latency, S3Model, open_store
 from ingest.testing.servers import MotoServer
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "trail"
-KEYS = ("testing", "testing")
 EXTRA = {
     "AWSLogs/ConfigWritabilityCheckFile": b"",
     "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/03/04/digest.json.gz": b"{}",
@@ -147,11 +146,7 @@ class TestListObjectsV2:
         """ct-ingest's parallel walk (aiobotocore) lists the same 90 log files from both."""
 
         async def walk(url: str) -> list[ObjectRef]:
-            location = S3Location(BUCKET, "")
-            config = SourceConfig(
-                location=location, endpoint_url=url, region="us-east-1", credentials=KEYS
-            )
-            store = await S3Store.open(location, config)
+            store = await open_store(url, BUCKET, concurrency=8)
             found: list[ObjectRef] = []
 
             async def emit(ref: ObjectRef) -> None:
@@ -171,6 +166,37 @@ class TestListObjectsV2:
         actual = [(r.key, r.etag, r.size) for r in asyncio.run(walk(model.url))]
         assert 91 == len(actual)
         assert expected == actual
+
+    @pytest.mark.parametrize(("prefix", "delimiter"), [("", None), ("AWSLogs/", "/")])
+    def test_store_reads_pages_as_botocore_does(
+        self, clients: tuple[Any, Any], moto_server: MotoServer, prefix: str, delimiter: str | None
+    ) -> None:
+        """ct-ingest's own reading of a ListObjectsV2 page (keys URL-decoded, ETags, sizes,
+        LastModified, common prefixes) gives what botocore's parser gives, from moto."""
+        moto, _ = clients
+        resp = moto.list_objects_v2(
+            Bucket=BUCKET, Prefix=prefix, **({"Delimiter": "/"} if delimiter else {})
+        )
+        expected = (
+            [p["Prefix"] for p in resp.get("CommonPrefixes", [])],
+            [
+                (o["Key"], o["ETag"].strip('"'), o["Size"], o["LastModified"])
+                for o in resp.get("Contents", [])
+            ],
+        )
+
+        async def page() -> Page:
+            store = await open_store(moto_server.url, BUCKET)
+            try:
+                return await store.list_page(prefix, delimiter=delimiter)
+            finally:
+                await store.aclose()
+
+        got = asyncio.run(page())
+        actual = (got.prefixes, [(r.key, r.etag, r.size, r.last_modified) for r in got.objects])
+        assert expected == actual
+        assert got.next_token is None
+        assert (delimiter is None) == ("notes/a b+c=d.txt" in [r.key for r in got.objects])
 
 
 class TestObjects:
@@ -239,11 +265,7 @@ class TestLatency:
 
 
 async def _parallel_gets(url: str, n: int) -> tuple[float, list[bytes]]:
-    location = S3Location(BUCKET, "")
-    config = SourceConfig(
-        location=location, endpoint_url=url, region="us-east-1", concurrency=n, credentials=KEYS
-    )
-    store = await S3Store.open(location, config)
+    store = await open_store(url, BUCKET, concurrency=n)
     try:
         ref = ObjectRef("top.txt", "", 100)
         await store.get(ref)  # connections and credentials warmed up

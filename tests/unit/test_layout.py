@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from ingest.layout import TrailKind, parse_log_key
+from ingest.layout import TrailKind, is_log_name, parse_log_key
 
 
 class TestParseLogKey:
@@ -62,3 +62,22 @@ class TestParseLogKey:
         got = parse_log_key(key)
         assert got is not None
         assert got.kind == TrailKind.INSIGHT
+
+
+class TestIsLogName:
+    def test_agrees_with_parse_log_key_below_a_checked_day_folder(self) -> None:
+        """A name below a day folder is a log file exactly when the whole key parses."""
+        day = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/05/"
+        names = [
+            "111122223333_CloudTrail_us-east-1_20240305T1410Z_Qm7vR2kT9xLp4WaZ.json.gz",
+            "111122223333_CloudTrail_us-east-1_20240305T1410Z_Qm7vR2kT9xLp4WaZ.json",
+            "999999999999_CloudTrail_us-east-1_20240305T1410Z_Qm7vR2kT9xLp4WaZ.json.gz",
+            "111122223333_CloudTrail_eu-west-1_20240305T1410Z_Qm7vR2kT9xLp4WaZ.json.gz",
+            "111122223333_CloudTrail-Insight_us-east-1_20240305T1410Z_Qm7vR2kT9xLp4WaZ.json.gz",
+            "deeper/111122223333_CloudTrail_us-east-1_20240305T1410Z_Qm7vR2kT9xLp4WaZ.json.gz",
+            "README.txt",
+        ]
+        expected = [parse_log_key(day + n) is not None for n in names]
+        actual = [is_log_name(n, "111122223333", "CloudTrail", "us-east-1") for n in names]
+        assert [True, True, False, False, False, False, False] == expected
+        assert expected == actual
