@@ -32,6 +32,7 @@ from ingest.config import (
     DEFAULT_STREAM_ABOVE,
 )
 from ingest.enrich import enrich
+from ingest.enrich.flat import forget_texts, payload_text
 from ingest.enrich.geo import use as use_geoip
 from ingest.inflate import Span, Spill, Unreadable, inflate, read_span, spans
 
@@ -190,6 +191,13 @@ GUARDED: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+# The keys under each payload where a guarded path starts: most records have none of them.
+_GUARD_ROOTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (root, frozenset(path[1] for path, _ in GUARDED if path[0] == root))
+    for root in dict.fromkeys(path[0] for path, _ in GUARDED)
+)
+
+
 def _fix(value: Any, want: str) -> tuple[bool, Any]:
     if want == "scalar" and isinstance(value, dict | list):
         return True, orjson.dumps(value).decode()
@@ -201,6 +209,12 @@ def _fix(value: Any, want: str) -> tuple[bool, Any]:
 def guard_shapes(doc: dict[str, Any]) -> list[str]:
     """Coerce the explicitly mapped payload fields of ``doc`` to their mapped shape, copying the
     nested objects it changes; returns the coerced paths."""
+    for root, keys in _GUARD_ROOTS:
+        holder = doc.get(root)
+        if isinstance(holder, dict) and not keys.isdisjoint(holder):
+            break
+    else:
+        return []
     coerced = []
     for path, want in GUARDED:
         parents: list[Any] = [doc]
@@ -262,7 +276,7 @@ _SUSPECT = (b'"":', b'".', b'.":', b"..", b'" ', b' ":')
 def _may_have_bad_keys(value: dict[str, Any]) -> bool:
     """A cheap screen before the walk: every refused key shows one of these byte patterns in
     the JSON text (values can too: those only cost the walk)."""
-    text = orjson.dumps(value)
+    text = payload_text(value)
     return any(p in text for p in _SUSPECT)
 
 
@@ -307,6 +321,7 @@ def _shape(
     """The enriched document of a record that has a place, and whether enrichment failed."""
     doc = dict(record)
     doc["@timestamp"] = stamp
+    forget_texts()
     extra = enrich(record)
     if extra.errors:
         extra.ct["enrich_errors"] = extra.errors

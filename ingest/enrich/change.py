@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from ingest.enrich.ecs import mfa_used
@@ -11,26 +12,45 @@ from ingest.enrich.rules import Rules, load_rules
 __all__ = ["change", "is_write"]
 
 
-def is_write(record: Mapping[str, Any], rules: Rules) -> bool:
-    """Not ``readOnly``, not a Get/Describe/List/Head call, not a sign-in, not an Insight."""
+def _write_by_type(record: Mapping[str, Any], rules: Rules) -> bool:
+    """Not ``readOnly``, not a sign-in, not an Insight."""
     if record.get("readOnly") is True or record.get("readOnly") == "true":
         return False
-    if (
-        record.get("eventType") in rules.sign_in_types
-        or record.get("eventType") in rules.not_write_types
-    ):
+    kind = record.get("eventType")
+    return kind not in rules.sign_in_types and kind not in rules.not_write_types
+
+
+def _write_by_event(rules: Rules, source: Any, name: Any) -> bool:
+    """Not a sign-in service, not a Get/Describe/List/Head call."""
+    if source in rules.sign_in_sources:
         return False
-    if record.get("eventSource") in rules.sign_in_sources:
-        return False
-    name = record.get("eventName")
     return isinstance(name, str) and bool(name) and not name.startswith(rules.read_prefixes)
+
+
+def is_write(record: Mapping[str, Any], rules: Rules) -> bool:
+    """Not ``readOnly``, not a Get/Describe/List/Head call, not a sign-in, not an Insight."""
+    return _write_by_type(record, rules) and _write_by_event(
+        rules, record.get("eventSource"), record.get("eventName")
+    )
+
+
+@lru_cache(maxsize=8192, typed=True)
+def _by_event(rules: Rules, source: Any, name: Any) -> tuple[bool, bool]:
+    """(a write as far as its source and name tell, console plumbing): cached per event."""
+    noise = bool(rules.clickops_noise.match(f"{source}:{name}"))
+    return _write_by_event(rules, source, name), noise
 
 
 def change(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
     rules = load_rules()
-    write = is_write(record, rules)
-    noise = bool(
-        rules.clickops_noise.match(f"{record.get('eventSource')}:{record.get('eventName')}")
+    source, name = record.get("eventSource"), record.get("eventName")
+    try:
+        by_event: bool | None
+        by_event, noise = _by_event(rules, source, name)
+    except TypeError:  # an unhashable source or name (never in CloudTrail): not cached
+        by_event, noise = None, bool(rules.clickops_noise.match(f"{source}:{name}"))
+    write = _write_by_type(record, rules) and (
+        _write_by_event(rules, source, name) if by_event is None else by_event
     )
     out: dict[str, Any] = {
         "is_write": write,

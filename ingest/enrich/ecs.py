@@ -32,13 +32,12 @@ def outcome(record: Mapping[str, Any]) -> str:
     """``failure`` for an error or a failed sign-in, else ``success`` (Insights too)."""
     if record.get("errorCode"):
         return "failure"
-    for holder, key in (
-        ("responseElements", "ConsoleLogin"),
-        ("serviceEventDetails", "UserAuthentication"),
-    ):
-        value = record.get(holder)
-        if isinstance(value, dict) and value.get(key) == "Failure":
-            return "failure"
+    response = record.get("responseElements")
+    if isinstance(response, dict) and response.get("ConsoleLogin") == "Failure":
+        return "failure"
+    details = record.get("serviceEventDetails")
+    if isinstance(details, dict) and details.get("UserAuthentication") == "Failure":
+        return "failure"
     return "success"
 
 
@@ -109,138 +108,165 @@ def _m(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _add(values: list[str], *items: str | None) -> None:
+def _strs(items: list[Any]) -> list[str]:
+    """The non-empty strings of ``items``, each once, in order (a ``related.*`` list)."""
+    out: list[str] = []
     for item in items:
-        if item and item not in values:
-            values.append(item)
+        if item and isinstance(item, str) and item not in out:
+            out.append(item)
+    return out
 
 
-def _user(record: Mapping[str, Any], ui: Mapping[str, Any], related: dict[str, list[str]]) -> Any:
-    """``user.*`` (without ``user.id``, an alias of ``userIdentity.principalId``)."""
+def _user(
+    ui: Mapping[str, Any],
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    users: list[Any],
+    entities: list[Any],
+) -> dict[str, Any]:
+    """``user.*`` (without ``user.id``, an alias of ``userIdentity.principalId``); appends the
+    candidates for ``related.user`` and ``related.entity`` to ``users`` and ``entities``."""
     user: dict[str, Any] = {}
-    users, entities = related["user"], related["entity"]
-    ctx = _m(ui.get("sessionContext"))
-    issuer = _m(ctx.get("sessionIssuer"))
-    principal = _s(ui.get("principalId"))
+    ctx = ui.get("sessionContext")
+    issuer = ctx.get("sessionIssuer") if isinstance(ctx, dict) else None
+    if not isinstance(issuer, dict):
+        issuer = {}
+    principal = ui.get("principalId")
     name = _s(ui.get("userName"))
     issuer_name = _s(issuer.get("userName"))
-    session = None
-    if ui.get("type") == "AssumedRole" and principal and ":" in principal:
-        session = principal.split(":", 1)[1] or None
-    _add(users, name)
-    if session:
-        _add(users, session)
-        _add(entities, session)
-        if _EMAIL.match(session):
-            user["email"] = session
-            _add(users, session.split("@", 1)[0])
-    _add(users, principal, issuer_name)
-    _add(
-        entities,
-        _s(issuer.get("arn")),
-        _s(ui.get("accessKeyId")),
-        _s(ui.get("arn")),
-        issuer_name,
-        _s(ui.get("accountId")),
-    )
+    users.append(name)
+    if ui.get("type") == "AssumedRole" and isinstance(principal, str) and ":" in principal:
+        session = principal.split(":", 1)[1]
+        if session:
+            users.append(session)
+            entities.append(session)
+            if _EMAIL.match(session):
+                user["email"] = session
+                users.append(session.split("@", 1)[0])
+    users += (principal, issuer_name)
+    entities += (issuer.get("arn"), ui.get("accessKeyId"), ui.get("arn"), issuer_name)
+    entities.append(ui.get("accountId"))
     # the reference reads userName, then lets the session issuer's (the role) win
     if issuer_name or name:
         user["name"] = issuer_name or name
-    request = _m(record.get("requestParameters"))
-    response = _m(record.get("responseElements"))
     target: dict[str, Any] = {}
     if target_name := _s(request.get("userName")):
         target["name"] = target_name
-        _add(users, target_name)
+        users.append(target_name)
     if target_id := _s(_m(response.get("user")).get("userId")):
         target["id"] = target_id
     if target:
         user["target"] = target
     if new_name := _s(request.get("newUserName")):
         user["changes"] = {"name": new_name}
-        _add(users, new_name)
-    _add(entities, _s(request.get("roleArn")))
+        users.append(new_name)
+    entities.append(request.get("roleArn"))
     return user
 
 
-def _tls(details: Any) -> dict[str, Any]:
-    if not isinstance(details, dict):
-        return {}
+@lru_cache(maxsize=1024, typed=True)
+def _tls_of(version: Any, cipher: Any, host: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    version = _s(details.get("tlsVersion"))
-    if version and "v" in version:
+    if version and isinstance(version, str) and "v" in version:
         protocol, _, number = version.partition("v")
         out.update(version=number, version_protocol=protocol.lower())
-    if cipher := _s(details.get("cipherSuite")):
+    if cipher and isinstance(cipher, str):
         out["cipher"] = cipher
-    if host := _s(details.get("clientProvidedHostHeader")):
+    if host and isinstance(host, str):
         out["client"] = {"server_name": host}
     return out
 
 
+def _tls(details: Mapping[str, Any]) -> dict[str, Any]:
+    """``tls.*`` from ``tlsDetails`` (cached per value; the result is shared, do not change it)."""
+    key = (
+        details.get("tlsVersion"),
+        details.get("cipherSuite"),
+        details.get("clientProvidedHostHeader"),
+    )
+    try:
+        return _tls_of(*key)
+    except TypeError:  # an unhashable value (never a string): not cached
+        return _tls_of.__wrapped__(*key)
+
+
+_NO_UI: dict[str, Any] = {}
+
+
 def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
     """The stored ECS fields of one record (see the module docstring for the aliases)."""
-    ui = _m(record.get("userIdentity"))
-    source_name = _s(record.get("eventSource")) or ""
-    event_name = _s(record.get("eventName")) or ""
-    category, kind = categorize(source_name, event_name)
-    event: dict[str, Any] = {
-        "kind": "event",
-        "category": list(category),
-        "type": list(kind),
-        "outcome": outcome(record),
+    get = record.get
+    ui = get("userIdentity")
+    if not isinstance(ui, dict):
+        ui = _NO_UI
+    source_name = get("eventSource")
+    if not isinstance(source_name, str):
+        source_name = ""
+    event_name = get("eventName")
+    category, kind = categorize(source_name, event_name if isinstance(event_name, str) else "")
+    out: dict[str, Any] = {
+        "event": {
+            "kind": "event",
+            "category": list(category),
+            "type": list(kind),
+            "outcome": outcome(record),
+        }
     }
-    out: dict[str, Any] = {"event": event}
-
-    related: dict[str, list[str]] = {"user": [], "ip": [], "entity": []}
+    request = get("requestParameters")
+    if not isinstance(request, dict):
+        request = _NO_UI
+    response = get("responseElements")
+    if not isinstance(response, dict):
+        response = _NO_UI
+    users: list[Any] = []
+    entities: list[Any] = []
     if ui:
-        user = _user(record, ui, related)
+        user = _user(ui, request, response, users, entities)
         if user:
             out["user"] = user
-    request = _m(record.get("requestParameters"))
     group: dict[str, Any] = {}
     if group_name := _s(request.get("groupName")):
         group["name"] = group_name
-    if group_id := _s(_m(_m(record.get("responseElements")).get("group")).get("groupId")):
+    if group_id := _s(_m(response.get("group")).get("groupId")):
         group["id"] = group_id
     if group:
         out["group"] = group
-    resources = record.get("resources")
+    resources = get("resources")
     if isinstance(resources, list):
-        for item in resources:
-            if isinstance(item, dict):
-                _add(related["entity"], _s(item.get("ARN")))
+        entities += (item.get("ARN") for item in resources if isinstance(item, dict))
 
-    cloud: dict[str, Any] = {"provider": "aws"}
-    account = _s(record.get("recipientAccountId")) or _s(ui.get("accountId"))
-    if account:
-        cloud["account"] = {"id": account}
+    account = _s(get("recipientAccountId")) or _s(ui.get("accountId"))
+    cloud: dict[str, Any] = (
+        {"provider": "aws", "account": {"id": account}} if account else {"provider": "aws"}
+    )
     if source_name.endswith(".amazonaws.com"):
-        cloud["service"] = {"name": source_name.removesuffix(".amazonaws.com")}
+        cloud["service"] = {"name": source_name[: -len(".amazonaws.com")]}
     out["cloud"] = cloud
-    invoked_by = _s(ui.get("invokedBy"))
-    if ui.get("type") == "AWSService" and invoked_by:
+    if ui.get("type") == "AWSService" and (invoked_by := _s(ui.get("invokedBy"))):
         out["service"] = {"name": invoked_by}
 
-    text = _s(record.get("sourceIPAddress"))
-    if text:
+    address = None
+    text = get("sourceIPAddress")
+    if text and isinstance(text, str):
         address = _ip(text)
         if address is not None:
-            source: dict[str, Any] = {"ip": address, **geo_lookup(address)}
-            related["ip"].append(address)
-            out["source"] = source
+            out["source"] = {"ip": address, **geo_lookup(address)}
         elif _HOST.match(text):
             out["source"] = {"domain": text}
 
-    agent = _s(record.get("userAgent"))
-    if agent:
-        parsed = user_agent(agent)
-        if parsed:
-            out["user_agent"] = parsed
-    tls = _tls(record.get("tlsDetails"))
-    if tls:
+    agent = get("userAgent")
+    if agent and isinstance(agent, str) and (parsed := user_agent(agent)):
+        out["user_agent"] = parsed
+    details = get("tlsDetails")
+    if isinstance(details, dict) and (tls := _tls(details)):
         out["tls"] = tls
-    kept = {k: v for k, v in related.items() if v}
-    if kept:
-        out["related"] = kept
+    related: dict[str, list[str]] = {}
+    if users and (kept := _strs(users)):
+        related["user"] = kept
+    if address is not None:
+        related["ip"] = [address]
+    if entities and (kept := _strs(entities)):
+        related["entity"] = kept
+    if related:
+        out["related"] = related
     return out

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_STRING", "PAYLOADS", "flat", "sanitize"]
+__all__ = ["MAX_STRING", "PAYLOADS", "flat", "forget_texts", "payload_text", "sanitize"]
 
 MAX_STRING = 4096  # characters; Lucene refuses terms over 32,766 bytes
 PAYLOADS = {
@@ -38,13 +38,37 @@ def sanitize(value: Any, depth: int = 0) -> Any:
     return value
 
 
+# The JSON text of the payloads of the record being shaped, by identity, with the payload
+# itself (so its id stays its own): both byte screens, the flat copy's here and the field
+# names' in ingest.decode, read one serialisation. Cleared when a record starts.
+_TEXTS: dict[int, tuple[Any, bytes]] = {}
+
+
+def forget_texts() -> None:
+    """Drop the remembered payload texts (a record's shaping starts)."""
+    _TEXTS.clear()
+
+
+def payload_text(value: dict[str, Any]) -> bytes:
+    """``orjson.dumps(value)``, serialised once per payload of the record being shaped."""
+    hit = _TEXTS.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    text = orjson.dumps(value)
+    if len(_TEXTS) >= 16:  # called outside a record's shaping: stay small
+        _TEXTS.clear()
+    _TEXTS[id(value)] = (value, text)
+    return text
+
+
 def _needs_copy(value: dict[str, Any]) -> bool:
     # The walk is the cost; skip it when no string can be too long and no key is empty.
-    text = orjson.dumps(value)
+    text = payload_text(value)
     return len(text) > MAX_STRING or b'"":' in text
 
 
 def flat(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
+    _TEXTS.clear()
     copies = {}
     for field, name in PAYLOADS.items():
         value = record.get(field)

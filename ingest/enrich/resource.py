@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from ingest.enrich.rules import Rules, load_rules
+from ingest.enrich.rules import ResourceRule, Rules, load_rules
 
 __all__ = ["primary_resource", "resource"]
 
+_Table = dict[str, tuple[tuple[str, tuple[str, ...], ResourceRule], ...]]
 
-def _dig(record: Mapping[str, Any], path: Sequence[str]) -> Any:
-    value: Any = record
+
+def _dig(value: Any, path: Sequence[str]) -> Any:
     for step in path:
         if isinstance(value, list):
             value = value[0] if value else None
@@ -24,6 +26,15 @@ def _dig(record: Mapping[str, Any], path: Sequence[str]) -> Any:
     return value
 
 
+@lru_cache(maxsize=4)
+def _table(rules: Rules) -> _Table:
+    """Each source's rules as (top-level field, the rest of the path, rule)."""
+    return {
+        source: tuple((rule.path[0], rule.path[1:], rule) for rule in found)
+        for source, found in rules.resources.items()
+    }
+
+
 def primary_resource(record: Mapping[str, Any], rules: Rules) -> tuple[str, str | None] | None:
     """``(id, type)`` from ``resources[]``, else from the first rule for the event source."""
     listed = record.get("resources")
@@ -33,11 +44,14 @@ def primary_resource(record: Mapping[str, Any], rules: Rules) -> tuple[str, str 
                 kind = item.get("type")
                 return item["ARN"], kind if isinstance(kind, str) else None
     source = record.get("eventSource")
-    rules_here = (
-        rules.resources.get(source, rules.resources["*"]) if isinstance(source, str) else ()
-    )
-    for rule in rules_here:
-        value = _dig(record, rule.path)
+    if not isinstance(source, str):
+        return None
+    table = _table(rules)
+    for top, rest, rule in table.get(source) or table["*"]:
+        value = record.get(top)
+        if value is None:
+            continue
+        value = _dig(value, rest)
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value:

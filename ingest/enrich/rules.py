@@ -42,7 +42,7 @@ class EcsRules:
     events: tuple[EcsEventRule, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: a key of the rule caches
 class Rules:
     read_prefixes: tuple[str, ...]
     sign_in_sources: frozenset[str]

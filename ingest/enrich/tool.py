@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from ingest.enrich.rules import Rules, load_rules
@@ -17,12 +18,24 @@ def classify_tool(record: Mapping[str, Any], rules: Rules) -> tuple[str, str | N
     ui = record.get("userIdentity")
     ui = ui if isinstance(ui, dict) else {}
     ua = record.get("userAgent")
-    ua = ua if isinstance(ua, str) else ""
     invoked_by = ui.get("invokedBy")
-    invoked_by = invoked_by if isinstance(invoked_by, str) else ""
+    return _classify(
+        rules,
+        invoked_by if isinstance(invoked_by, str) else "",
+        record.get("sessionCredentialFromConsole") in ("true", True),
+        ua if isinstance(ua, str) else "",
+        ui.get("type") == "AWSService",
+    )
+
+
+@lru_cache(maxsize=4096)
+def _classify(
+    rules: Rules, invoked_by: str, from_console: bool, ua: str, aws_service: bool
+) -> tuple[str, str | None]:
+    """:func:`classify_tool` on the few values it reads (cached: they repeat)."""
     if invoked_by in rules.cloudformation_invokers:
         return "cloudformation", None
-    if record.get("sessionCredentialFromConsole") in ("true", True):
+    if from_console:
         return "console", None
     for name, marker in rules.iac:
         if marker in ua:
@@ -33,11 +46,7 @@ def classify_tool(record: Mapping[str, Any], rules: Rules) -> tuple[str, str | N
         rules.console_user_agent_suffix
     ):
         return "console", None
-    if (
-        ui.get("type") == "AWSService"
-        or ua == "AWS Internal"
-        or (ua.endswith(".amazonaws.com") and " " not in ua)
-    ):
+    if aws_service or ua == "AWS Internal" or (ua.endswith(".amazonaws.com") and " " not in ua):
         return "aws-service", None
     for language, marker in rules.sdk:
         if marker in ua:
@@ -45,13 +54,18 @@ def classify_tool(record: Mapping[str, Any], rules: Rules) -> tuple[str, str | N
     return "other", None
 
 
-def tool(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
-    rules = load_rules()
-    found = classify_tool(record, rules)
-    if found is None:
-        return {}
+@lru_cache(maxsize=64)
+def _fields(rules: Rules, found: tuple[str, str | None]) -> dict[str, Any]:
     name, language = found
     out: dict[str, Any] = {"tool": name, "tool_group": rules.groups.get(name, "other")}
     if language:
         out["tool_language"] = language
     return out
+
+
+def tool(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
+    """``ct.tool``, ``ct.tool_group`` and ``ct.tool_language`` (a shared dict: do not change
+    it)."""
+    rules = load_rules()
+    found = classify_tool(record, rules)
+    return {} if found is None else _fields(rules, found)
