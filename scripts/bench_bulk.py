@@ -1,12 +1,24 @@
 #!/usr/bin/env python3
-"""Bulk sink benchmark: latency distribution and throughput of ct-ingest's adaptive bulk sink
-against osmem-server, with and without injected slowness, against a fixed-size baseline (what
-most shippers do: constant bodies, constant concurrency) measured in the same run.
+"""Bulk sink benchmarks, each ratio against a baseline measured in the same run.
 
-    python scripts/bench_bulk.py [--docs 12000] [--target 1] [--slowness 1]
+    python scripts/bench_bulk.py                 # both parts, ~4 min on 2 cores
+    python scripts/bench_bulk.py fill [--records 60000]
+    python scripts/bench_bulk.py adaptive [--docs 12000] [--target 1] [--slowness 1]
 
---slowness is extra server time per MiB of body, injected by the fault proxy, standing in for a
-cluster under load. The table shows whether requests stay near the target duration.
+fill: a backfill (``ct-ingest backfill DIR`` as a process, into the bulk-acknowledging
+``NullCluster``) of an archive of small files (20, 50, 100 and 200 records, a quarter of the
+records each, like real CloudTrail files), three times: ``--bulk-linger-ms 0`` (a partial body
+sent whenever the indexer has nothing to add: about the behaviour before the linger), the
+default linger, and the default linger with ``--gzip``. For each: the bulk requests and their
+size distribution against the controller's size when each body left, bytes sent per record
+against the record's own JSON (and where the rest goes, from the documents of a sample), bytes
+on the wire, CPU seconds of the process tree and of the main process (sampled from /proc).
+
+adaptive: latency distribution and throughput of the adaptive bulk sink against osmem-server,
+with and without injected slowness, against a fixed-size baseline (what most shippers do:
+constant bodies, constant concurrency). --slowness is extra server time per MiB of body,
+injected by the fault proxy, standing in for a cluster under load. The table shows whether
+requests stay near the target duration.
 """
 
 from __future__ import annotations
@@ -14,8 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,8 +46,13 @@ from ingest.retry import RetryPolicy
 from ingest.sink import BulkSink, OpenSearchBulkClient, Outcome
 from ingest.telemetry import configure_logging
 from ingest.testing import synth
-from ingest.testing.faultproxy import FaultProxy, Faults
+from ingest.testing.faultproxy import FaultProxy, Faults, NullCluster
 from ingest.testing.servers import start_osmem
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_bounds import _tree  # the process tree, as that benchmark reads it
+
+MB = 1_000_000
 
 
 class Fixed(BulkController):
@@ -96,15 +119,7 @@ async def run(url: str, docs: list[Document], config: SinkConfig, fixed: bool) -
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--docs", type=int, default=12000)
-    ap.add_argument("--target", type=float, default=1.0, help="target request seconds")
-    ap.add_argument("--slowness", type=float, default=1.0, help="injected seconds per MiB")
-    args = ap.parse_args()
-    configure_logging("console")  # warnings only
+def adaptive(args: argparse.Namespace) -> None:
     osmem = start_osmem()
     rows = []
     try:
@@ -161,6 +176,183 @@ def main() -> None:
         f"\nunder slowness, p50 latency / target: fixed {base['p50'] / args.target:.1f}x, "
         f"adaptive {adaptive['p50'] / args.target:.1f}x"
     )
+
+
+# -- fill: bodies, bytes per record, gzip ----------------------------------------------------------
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _archive(root: Path, records: int) -> tuple[int, int, int]:
+    """Small files below ``root``, a quarter of ``records`` each of 20, 50, 100 and 200 records
+    a file; (files, records, bytes of the records' own JSON, each serialised alone)."""
+    files = json_bytes = 0
+    for n, per_file in enumerate((20, 50, 100, 200)):
+        for f in synth.generate(records // 4, seed=40 + n, days=2, per_file=per_file):
+            path = root / f.key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(f.body)
+            recs = orjson.loads(gzip.decompress(f.body))["Records"]
+            json_bytes += sum(len(orjson.dumps(r)) for r in recs)
+            files += 1
+    return files, records // 4 * 4, json_bytes
+
+
+def _cpu(pids: set[int], seen: dict[int, float]) -> None:
+    """Record each process's CPU seconds so far (user + system) into ``seen``."""
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seen[pid] = max(seen.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / _TICKS)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def _backfill(root: Path, state: Path, url: str, *extra: str) -> dict[str, Any]:
+    """``ct-ingest backfill`` as a process with debug logs; wall and CPU seconds, its bodies."""
+    cmd = [
+        sys.executable, "-m", "ingest.cli", "backfill", str(root), "--opensearch", url,
+        "--state", str(state / "l.sqlite"), "--log-format", "json", "--verbose",
+        "--no-backfill-mode", *extra,
+    ]  # fmt: skip
+    log = state / "stderr.jsonl"
+    started, cpu = time.monotonic(), {}
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        pids, looked = {proc.pid}, 0.0
+        while proc.poll() is None:
+            if time.monotonic() - looked > 0.5:
+                pids, looked = _tree(proc.pid), time.monotonic()
+            _cpu(pids, cpu)
+            time.sleep(0.05)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"backfill {' '.join(extra)} exited {proc.returncode}: see {log}")
+    events = [orjson.loads(x) for x in log.read_bytes().splitlines() if x.startswith(b"{")]
+    bodies = [(e["bytes"], e["target"], e["why"]) for e in events if e["event"] == "bulk_body"]
+    done = next(e for e in events if e["event"] == "run_done")
+    main = cpu.get(proc.pid, 0.0)
+    return {"wall": wall, "cpu": sum(cpu.values()), "main": main, "bodies": bodies, "done": done}
+
+
+def _where_bytes(root: Path, sample: int = 3000) -> tuple[float, dict[str, float]]:
+    """Of the first ``sample`` records' documents: the record's own JSON bytes, and the bytes
+    per record the bulk body adds, by part (the action line, each ct.* field, each ECS field)."""
+    from ingest.decode import to_document
+
+    parts: Counter[str] = Counter()
+    own = seen = 0
+    for path in sorted(root.rglob("*.json.gz")):
+        for i, rec in enumerate(orjson.loads(gzip.decompress(path.read_bytes()))["Records"]):
+            made = to_document(rec, "cloudtrail-", i, str(path.relative_to(root)))
+            if isinstance(made, Rejected):
+                continue
+            action, source, _ = made[0].ndjson.split(b"\n")
+            own += len(orjson.dumps(rec))
+            parts["action line"] += len(action) + 1
+            for key, value in orjson.loads(source).items():
+                if key == "ct":
+                    for sub, v in value.items():
+                        parts[f"ct.{sub}"] += len(orjson.dumps({sub: v}))
+                elif rec.get(key) != value:
+                    parts[key] += len(orjson.dumps({key: value}))
+            seen += 1
+            if seen == sample:
+                return own / seen, {k: v / seen for k, v in parts.most_common()}
+    return own / max(1, seen), {k: v / max(1, seen) for k, v in parts.most_common()}
+
+
+def _quantiles(xs: list[float]) -> tuple[float, float, float, float]:
+    xs = sorted(xs)
+    return xs[0], statistics.median(xs), xs[min(len(xs) - 1, int(len(xs) * 0.9))], xs[-1]
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def fill(args: argparse.Namespace) -> None:
+    runs = (
+        ("--bulk-linger-ms 0 (baseline: about the behaviour before)", "--bulk-linger-ms", "0"),
+        ("default linger (200 ms)",),
+        ("default linger, --gzip", "--gzip"),
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "logs"
+        files, records, json_bytes = _archive(root, args.records)
+        for n, (label, *extra) in enumerate(runs):
+            null = NullCluster().start()
+            try:
+                state = Path(tmp) / f"state{n}"
+                state.mkdir()
+                run = _backfill(root, state, null.url, "--workers", str(args.workers), *extra)
+                run["requests"] = list(null.requests)
+            finally:
+                null.stop()
+            if run["done"]["indexed"] != records:
+                raise SystemExit(f"{label}: indexed {run['done']['indexed']} of {records}")
+            rows.append((label, run))
+        own, parts = _where_bytes(root)
+    each = json_bytes / records
+    print(f"\n{files:,} files, {records:,} records, {json_bytes / MB:.1f} MB of record JSON "
+          f"({each:,.0f} bytes a record), NullCluster, --workers {args.workers}:\n")  # fmt: skip
+    print("| run | requests | body min / median / p90 / max | median body / controller size "
+          "| bodies left full / linger / drain | records/s | CPU s, tree (main process) "
+          "| bulk bytes / record JSON | wire bytes / record JSON |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, r in rows:
+        sizes, wire = [b for b, _ in r["requests"]], sum(w for _, w in r["requests"])
+        ratio = statistics.median(b / t for b, t, _ in r["bodies"])
+        why = Counter(w for _, _, w in r["bodies"])
+        q = " / ".join(f"{x / MiB:.2f}" for x in _quantiles(sizes))
+        print(
+            f"| {label} | {len(sizes):,} | {q} MiB | {ratio:.0%} "
+            f"| {why['full']} / {why['linger']} / {why['drain']} "
+            f"| {records / r['wall']:,.0f} | {r['cpu']:.1f} ({r['main']:.1f}) "
+            f"| {sum(sizes) / json_bytes:.2f}x | {wire / json_bytes:.2f}x |"
+        )
+    base, lingered, gz = (r for _, r in rows)
+    median = statistics.median(b / t for b, t, _ in lingered["bodies"])
+    per_record = sum(b for b, _ in lingered["requests"]) / json_bytes
+    print(
+        f"\nrequests: {len(lingered['requests'])} vs {len(base['requests'])} with linger 0 "
+        f"({len(base['requests']) / len(lingered['requests']):.1f}x fewer) for {files:,} objects; "
+        f"records/s {base['wall'] / lingered['wall']:.2f}x"
+    )
+    print(f"median body >= 80 % of the controller's size: {_verdict(median >= 0.8)} ({median:.0%})")
+    print(
+        f"bulk bytes <= 1.3x the records' JSON: {_verdict(per_record <= 1.3)} ({per_record:.2f}x)"
+    )
+    wire = sum(w for _, w in gz["requests"]) / sum(b for b, _ in gz["requests"])
+    print(
+        f"--gzip: wire {wire:.1%} of the body; CPU {gz['cpu'] / lingered['cpu']:.2f}x the tree's, "
+        f"{gz['main'] / max(lingered['main'], 0.01):.2f}x the main process's; "
+        f"records/s {lingered['wall'] / gz['wall']:.2f}x"
+    )
+    print(f"\nwhere a document's bytes go, per record (first 3,000 records; own JSON {own:,.0f}):")
+    print("| part | bytes per record | of the record's JSON |")
+    print("|---|---|---|")
+    for part, size in parts.items():
+        print(f"| {part} | {size:,.0f} | {size / own:.1%} |")
+    print(f"| all added | {sum(parts.values()):,.0f} | {sum(parts.values()) / own:.1%} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("part", nargs="?", choices=("fill", "adaptive", "all"), default="all")
+    ap.add_argument("--records", type=int, default=60_000, help="fill: records in the archive")
+    ap.add_argument("--workers", type=int, default=2, help="fill: decoding processes")
+    ap.add_argument("--docs", type=int, default=12000, help="adaptive: documents")
+    ap.add_argument("--target", type=float, default=1.0, help="adaptive: target request seconds")
+    ap.add_argument("--slowness", type=float, default=1.0, help="adaptive: seconds per MiB")
+    args = ap.parse_args()
+    configure_logging("console")  # warnings only
+    if args.part in ("fill", "all"):
+        fill(args)
+    if args.part in ("adaptive", "all"):
+        adaptive(args)
 
 
 if __name__ == "__main__":
