@@ -7,6 +7,8 @@ transport apart from the real ones): importable by the tests, the demo and the b
   and a null cluster that answers ``_bulk`` without indexing (benchmarks);
 - :mod:`ingest.testing.alerting`: the Alerting 2.x and Notifications plugins, emulated for the
   fault proxy (``ALERTING_2X``);
+- :mod:`ingest.testing.s3model`: an S3 endpoint over a local directory with S3's latency
+  (benchmarks);
 - :mod:`ingest.testing.synth`: realistic synthetic CloudTrail archives;
 - :mod:`ingest.testing.servers`: moto's S3/SQS server and osmem-server on loopback.
 """
