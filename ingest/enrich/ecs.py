@@ -193,6 +193,24 @@ def _tls(details: Mapping[str, Any]) -> dict[str, Any]:
 _NO_UI: dict[str, Any] = {}
 
 
+@lru_cache(maxsize=8192)
+def _event(source: str, name: str, result: str) -> dict[str, Any]:
+    """``event.*`` (cached per event and outcome; the result is shared, do not change it)."""
+    category, kind = categorize(source, name)
+    return {"kind": "event", "category": list(category), "type": list(kind), "outcome": result}
+
+
+@lru_cache(maxsize=4096)
+def _cloud(account: str | None, source: str) -> dict[str, Any]:
+    """``cloud.*`` (cached per account and service; the result is shared, do not change it)."""
+    cloud: dict[str, Any] = (
+        {"provider": "aws", "account": {"id": account}} if account else {"provider": "aws"}
+    )
+    if source.endswith(".amazonaws.com"):
+        cloud["service"] = {"name": source.removesuffix(".amazonaws.com")}
+    return cloud
+
+
 def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
     """The stored ECS fields of one record (see the module docstring for the aliases)."""
     get = record.get
@@ -203,14 +221,10 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
     if not isinstance(source_name, str):
         source_name = ""
     event_name = get("eventName")
-    category, kind = categorize(source_name, event_name if isinstance(event_name, str) else "")
     out: dict[str, Any] = {
-        "event": {
-            "kind": "event",
-            "category": list(category),
-            "type": list(kind),
-            "outcome": outcome(record),
-        }
+        "event": _event(
+            source_name, event_name if isinstance(event_name, str) else "", outcome(record)
+        )
     }
     request = get("requestParameters")
     if not isinstance(request, dict):
@@ -235,13 +249,7 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
     if isinstance(resources, list):
         entities += (item.get("ARN") for item in resources if isinstance(item, dict))
 
-    account = _s(get("recipientAccountId")) or _s(ui.get("accountId"))
-    cloud: dict[str, Any] = (
-        {"provider": "aws", "account": {"id": account}} if account else {"provider": "aws"}
-    )
-    if source_name.endswith(".amazonaws.com"):
-        cloud["service"] = {"name": source_name[: -len(".amazonaws.com")]}
-    out["cloud"] = cloud
+    out["cloud"] = _cloud(_s(get("recipientAccountId")) or _s(ui.get("accountId")), source_name)
     if ui.get("type") == "AWSService" and (invoked_by := _s(ui.get("invokedBy"))):
         out["service"] = {"name": invoked_by}
 
