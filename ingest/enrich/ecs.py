@@ -14,7 +14,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from ua_parser import parse as _parse_ua
 
@@ -108,6 +108,9 @@ def _m(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+_NO_UI: dict[str, Any] = {}  # an absent object, read only
+
+
 def _strs(items: list[Any]) -> list[str]:
     """The non-empty strings of ``items``, each once, in order (a ``related.*`` list)."""
     out: list[str] = []
@@ -115,6 +118,46 @@ def _strs(items: list[Any]) -> list[str]:
         if item and isinstance(item, str) and item not in out:
             out.append(item)
     return out
+
+
+class _Identity(NamedTuple):
+    user: dict[str, Any]  # user.email and user.name
+    users: tuple[Any, ...]  # candidates for related.user
+    head: tuple[Any, ...]  # candidates for related.entity before the access key
+    tail: tuple[Any, ...]  # and after it
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _identity(
+    kind: Any,
+    principal: Any,
+    user_name: Any,
+    issuer_name: Any,
+    issuer_arn: Any,
+    arn: Any,
+    account: Any,
+) -> _Identity:
+    """What ``user.*`` and ``related.*`` take from the identity (cached: a principal makes
+    many calls; the access key, which changes with each session, is added by the caller)."""
+    user: dict[str, Any] = {}
+    name = _s(user_name)
+    issuer_name = _s(issuer_name)
+    users: list[Any] = [name]
+    head: list[Any] = []
+    if kind == "AssumedRole" and isinstance(principal, str) and ":" in principal:
+        session = principal.split(":", 1)[1]
+        if session:
+            users.append(session)
+            head.append(session)
+            if _EMAIL.match(session):
+                user["email"] = session
+                users.append(session.split("@", 1)[0])
+    users += (principal, issuer_name)
+    head.append(issuer_arn)
+    # the reference reads userName, then lets the session issuer's (the role) win
+    if issuer_name or name:
+        user["name"] = issuer_name or name
+    return _Identity(user, tuple(users), tuple(head), (arn, issuer_name, account))
 
 
 def _user(
@@ -126,29 +169,28 @@ def _user(
 ) -> dict[str, Any]:
     """``user.*`` (without ``user.id``, an alias of ``userIdentity.principalId``); appends the
     candidates for ``related.user`` and ``related.entity`` to ``users`` and ``entities``."""
-    user: dict[str, Any] = {}
     ctx = ui.get("sessionContext")
     issuer = ctx.get("sessionIssuer") if isinstance(ctx, dict) else None
     if not isinstance(issuer, dict):
-        issuer = {}
-    principal = ui.get("principalId")
-    name = _s(ui.get("userName"))
-    issuer_name = _s(issuer.get("userName"))
-    users.append(name)
-    if ui.get("type") == "AssumedRole" and isinstance(principal, str) and ":" in principal:
-        session = principal.split(":", 1)[1]
-        if session:
-            users.append(session)
-            entities.append(session)
-            if _EMAIL.match(session):
-                user["email"] = session
-                users.append(session.split("@", 1)[0])
-    users += (principal, issuer_name)
-    entities += (issuer.get("arn"), ui.get("accessKeyId"), ui.get("arn"), issuer_name)
-    entities.append(ui.get("accountId"))
-    # the reference reads userName, then lets the session issuer's (the role) win
-    if issuer_name or name:
-        user["name"] = issuer_name or name
+        issuer = _NO_UI
+    key = (
+        ui.get("type"),
+        ui.get("principalId"),
+        ui.get("userName"),
+        issuer.get("userName"),
+        issuer.get("arn"),
+        ui.get("arn"),
+        ui.get("accountId"),
+    )
+    try:
+        known = _identity(*key)
+    except TypeError:  # an unhashable value (never in CloudTrail): not cached
+        known = _identity.__wrapped__(*key)
+    user = known.user
+    users += known.users
+    entities += known.head
+    entities.append(ui.get("accessKeyId"))
+    entities += known.tail
     target: dict[str, Any] = {}
     if target_name := _s(request.get("userName")):
         target["name"] = target_name
@@ -156,9 +198,9 @@ def _user(
     if target_id := _s(_m(response.get("user")).get("userId")):
         target["id"] = target_id
     if target:
-        user["target"] = target
+        user = {**user, "target": target}
     if new_name := _s(request.get("newUserName")):
-        user["changes"] = {"name": new_name}
+        user = {**user, "changes": {"name": new_name}}
         users.append(new_name)
     entities.append(request.get("roleArn"))
     return user
@@ -188,9 +230,6 @@ def _tls(details: Mapping[str, Any]) -> dict[str, Any]:
         return _tls_of(*key)
     except TypeError:  # an unhashable value (never a string): not cached
         return _tls_of.__wrapped__(*key)
-
-
-_NO_UI: dict[str, Any] = {}
 
 
 @lru_cache(maxsize=8192)
