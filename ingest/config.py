@@ -209,6 +209,8 @@ class SinkConfig:
     aws_auth: str | None = None  # "es" (Amazon OpenSearch Service) or "aoss" (Serverless)
     aws_region: str | None = None
     aws_profile: str | None = None
+    # --gzip: off, from scripts/bench_bulk.py: bodies shrink to ~8 %, but opensearch-py
+    # compresses them on the event loop at level 9 (1.5x the main process's CPU, 0.7x records/s)
     compress: bool = False
     # auto (identified from the endpoint and the cluster's answers, ingest.targets), opensearch,
     # elasticsearch, serverless-search or serverless-timeseries
