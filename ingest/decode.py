@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 _MAX_ID_BYTES = 512  # OpenSearch's limit for _id
+_LINE = orjson.OPT_APPEND_NEWLINE
 
 
 class Document(NamedTuple):
@@ -486,8 +487,8 @@ def to_document(
 
 def document_for(doc_id: str, index: str, record_index: int, source: dict[str, Any]) -> Document:
     """A ``create`` action for ``source`` as a Document."""
-    action = orjson.dumps({"create": {"_index": index, "_id": doc_id}})
-    return Document(doc_id, index, record_index, action + b"\n" + orjson.dumps(source) + b"\n")
+    action = orjson.dumps({"create": {"_index": index, "_id": doc_id}}, option=_LINE)
+    return Document(doc_id, index, record_index, action + orjson.dumps(source, option=_LINE))
 
 
 @dataclass(slots=True)

@@ -51,7 +51,14 @@ def primary_resource(record: Mapping[str, Any], rules: Rules) -> tuple[str, str 
         value = record.get(top)
         if value is None:
             continue
-        value = _dig(value, rest)
+        if len(rest) == 1 and value.__class__ is dict:  # the common shape, without the walk
+            value = value.get(rest[0])
+            if value is None:
+                continue
+            if isinstance(value, list):
+                value = value[0] if value else None
+        else:
+            value = _dig(value, rest)
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value:
