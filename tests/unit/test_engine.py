@@ -310,7 +310,8 @@ class TestCrashAtSettle:
         assert [] == read_entries(settings.deadletter_path)
 
 
-def _linger(tmp_path: Path, seconds: float) -> Settings:
+def _linger(tmp_path: Path, seconds: float, **over: Any) -> Settings:
+    """The settings of :func:`_settings` with a bulk linger of ``seconds`` (and ``over``)."""
     base = _settings(tmp_path)
     sink = SinkConfig(url="http://127.0.0.1:9200", retry=FAST, linger_seconds=seconds)
     return Settings(
@@ -320,6 +321,7 @@ def _linger(tmp_path: Path, seconds: float) -> Settings:
         state_path=base.state_path,
         deadletter_path=base.deadletter_path,
         workers=0,
+        **over,
     )
 
 
@@ -381,3 +383,12 @@ class TestPartialBodies:
         assert stats.elapsed < 30  # the drain sent it, not the linger
         assert (3, 5, 1) == (stats.objects_done, stats.indexed, len(cluster.bodies))
         assert 3 == _totals(settings)["done"]
+
+    def test_a_spent_byte_budget_still_moves(self, tmp_path: Path) -> None:
+        """With a byte budget that holds one object at a time, the object whose documents wait
+        in a partial body is sent after the linger, freeing the budget for the next: the run
+        ends with every object done, one body each."""
+        settings = _linger(tmp_path, 0.05, inflight_bytes=1)
+        cluster = MemoryCluster()
+        stats = _run(settings, MemoryStore(_archive()), cluster)
+        assert (3, 5, 3) == (stats.objects_done, stats.indexed, len(cluster.bodies))
