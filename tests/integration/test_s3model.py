@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from ingest.config import Filters
 from ingest.listing import list_log_objects
-from ingest.source import ObjectRef, Page
+from ingest.source import ObjectRef, Page, _read_listing
 from ingest.testing import synth
 from ingest.testing.s3model import Latency, S3Model, open_store
 from ingest.testing.servers import MotoServer
@@ -197,6 +197,29 @@ class TestListObjectsV2:
         assert expected == actual
         assert got.next_token is None
         assert (delimiter is None) == ("notes/a b+c=d.txt" in [r.key for r in got.objects])
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'<?xml version="1.0"?><ListBucketResult><Contents><Key>a</Key>',  # cut short
+            b"<Error><Code>InternalError</Code><Message>x</Message></Error>",  # an error in a 200
+        ],
+    )
+    def test_what_is_not_a_page_is_left_to_botocore(self, body: bytes) -> None:
+        """A truncated body or an error inside a 200 keeps its body for botocore's own check
+        (which answers 500, retried), and no page is taken from it."""
+        response = {"status_code": 200, "body": body, "headers": {}}
+        custom: dict[str, Any] = {}
+        _read_listing(
+            operation_model=_ListObjectsV2(),
+            response_dict=response,
+            customized_response_dict=custom,
+        )
+        assert ({}, body) == (custom, response["body"])
+
+
+class _ListObjectsV2:
+    name = "ListObjectsV2"
 
 
 class TestObjects:
