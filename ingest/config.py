@@ -78,7 +78,7 @@ MiB = 1024 * 1024
 # The defaults, here once: the dataclasses below, the builders and the CLI's options use them.
 DEFAULT_INDEX_PREFIX = "cloudtrail-"  # monthly indices cloudtrail-YYYY.MM
 DEFAULT_ALIAS = "cloudtrail"  # the alias over all of them, which readers query
-DEFAULT_CONCURRENCY = 32  # parallel S3 requests
+DEFAULT_CONCURRENCY = 32  # parallel S3 requests; why 32: docs/benchmarks.md, "Fetch concurrency"
 DEFAULT_BULK_BYTES = 5 * MiB
 DEFAULT_MAX_BULK_BYTES = 9 * MiB
 DEFAULT_MAX_IN_FLIGHT = 4
