@@ -33,6 +33,7 @@ import base64
 import bisect
 import contextlib
 import hashlib
+import html
 import math
 import os
 import random
@@ -49,7 +50,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import quote
-from xml.sax.saxutils import escape
 
 from aiohttp import web
 
@@ -178,7 +178,7 @@ def list_v2(
 
 
 def _tag(name: str, value: object) -> str:
-    return f"<{name}>{escape(str(value))}</{name}>"
+    return f"<{name}>{html.escape(str(value), quote=False)}</{name}>"
 
 
 def _http_date(when: datetime) -> str:
