@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_BULK_LINGER_SECONDS",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_DRAIN_SECONDS",
+    "DEFAULT_GZIP_LEVEL",
     "DEFAULT_INDEX_PREFIX",
     "DEFAULT_INFLIGHT_BYTES",
     "DEFAULT_LOG_FORMAT",
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TARGET_SECONDS",
     "DEFAULT_TIMEOUT",
+    "GZIP_MIN_BYTES",
     "TARGETS",
     "Environment",
     "Filters",
@@ -87,6 +89,8 @@ DEFAULT_TARGET_SECONDS = 10.0
 DEFAULT_TIMEOUT = 50.0
 DEFAULT_RETRY_DEADLINE = 300.0
 DEFAULT_DRAIN_SECONDS = 30.0
+DEFAULT_GZIP_LEVEL = 1  # --gzip: zlib level, from scripts/bench_bulk.py fill (SinkConfig.compress)
+GZIP_MIN_BYTES = 1024  # --gzip leaves smaller bodies (settings, templates) as they are
 DEFAULT_INFLIGHT_BYTES = 384 * MiB
 DEFAULT_MAX_OBJECT_BYTES = 2048 * MiB  # one object's JSON: refused past it (a gzip bomb stops)
 DEFAULT_STREAM_ABOVE, DEFAULT_BATCH_BYTES = 8 * MiB, 4 * MiB  # larger ones: read in batches
@@ -212,6 +216,7 @@ class SinkConfig:
     # --gzip: off, from scripts/bench_bulk.py: bodies shrink to ~8 %, but opensearch-py
     # compresses them on the event loop at level 9 (1.5x the main process's CPU, 0.7x records/s)
     compress: bool = False
+    gzip_level: int = DEFAULT_GZIP_LEVEL
     # auto (identified from the endpoint and the cluster's answers, ingest.targets), opensearch,
     # elasticsearch, serverless-search or serverless-timeseries
     target: str = "auto"
@@ -246,6 +251,8 @@ class SinkConfig:
             )
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be at least 1")
+        if not 1 <= self.gzip_level <= 9:
+            raise ConfigError(f"gzip level {self.gzip_level}: 1 to 9")
         if not 0 <= self.linger_seconds <= 60:
             raise ConfigError(f"--bulk-linger-ms {self.linger_seconds * 1000:g}: 0 to 60000")
         if not 0 < self.target_seconds < self.timeout:
