@@ -26,6 +26,12 @@ documents are sent without ``_id``: exactly once then rests on the checkpoint al
 request applied but unanswered (:func:`unanswered`: a timeout, a dropped connection, a 504)
 that is sent again can duplicate its documents; they are counted (``resent_unanswered``).
 
+Sizes are the bodies' own bytes, before any ``--gzip``: the controller sizes bodies, and a 413
+splits them, by what the cluster indexes. With ``--gzip`` the client's connection gzips each body
+off the event loop (:mod:`ingest.cluster`) and the request-size cap of the service (Amazon
+OpenSearch Service: 10 or 100 MiB by instance type) meets only the bytes on the wire, about a
+tenth; a body sent again goes with the bytes gzipped for its first attempt.
+
 All of a batch's waiting (its request retries, its item retries, both halves of every 413
 split) is under one :class:`~ingest.retry.Deadline`, created when the batch is sent, and every
 retry goes through the one policy (``ingest.retry``): ``--retry-deadline`` bounds the sink. A
@@ -203,8 +209,8 @@ class BulkSink:
             if (wait := due - time.monotonic()) <= 0:
                 break
             await asyncio.sleep(wait)
-            if time.monotonic() - due > linger / 2:  # the loop was held up (compressing a body,
-                self._last_put = time.monotonic()  # say), not the upstream idle: look again
+            if time.monotonic() - due > linger / 2:  # the loop was held up (a slow put, say),
+                self._last_put = time.monotonic()  # not the upstream idle: look again
         await self.flush("linger")
 
     async def flush(self, why: str = "drain") -> None:

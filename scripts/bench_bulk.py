@@ -9,10 +9,13 @@ fill: a backfill (``ct-ingest backfill DIR`` as a process, into the bulk-acknowl
 ``NullCluster``) of an archive of small files (20, 50, 100 and 200 records, a quarter of the
 records each, like real CloudTrail files), three times: ``--bulk-linger-ms 0`` (a partial body
 sent whenever the indexer has nothing to add: about the behaviour before the linger), the
-default linger, and the default linger with ``--gzip``. For each: the bulk requests and their
-size distribution against the controller's size when each body left, bytes sent per record
-against the record's own JSON (and where the rest goes, from the documents of a sample), bytes
-on the wire, CPU seconds of the process tree and of the main process (sampled from /proc).
+default linger, and the default linger with ``--gzip`` (bodies gzipped at
+``DEFAULT_GZIP_LEVEL`` in a worker thread). For each: the bulk requests and their size
+distribution against the controller's size when each body left, bytes sent per record against
+the record's own JSON (and where the rest goes, from the documents of a sample), bytes on the
+wire, CPU seconds of the process tree and of the main process (sampled from /proc). Then gzip
+of the archive's own bulk bodies at levels 1-9 in this process: share of the bytes left and
+speed, from which the level is chosen.
 
 adaptive: latency distribution and throughput of the adaptive bulk sink against osmem-server,
 with and without injected slowness, against a fixed-size baseline (what most shippers do:
@@ -32,7 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +45,7 @@ import orjson
 
 from ingest.adaptive import BulkController, ControllerConfig
 from ingest.cluster import install_template, open_client
-from ingest.config import MiB, SinkConfig
+from ingest.config import DEFAULT_BULK_BYTES, DEFAULT_GZIP_LEVEL, MiB, SinkConfig
 from ingest.decode import Document, Rejected, to_document
 from ingest.retry import RetryPolicy
 from ingest.sink import BulkSink, OpenSearchBulkClient, Outcome
@@ -234,31 +239,56 @@ def _backfill(root: Path, state: Path, url: str, *extra: str) -> dict[str, Any]:
     return {"wall": wall, "cpu": sum(cpu.values()), "main": main, "bodies": bodies, "done": done}
 
 
-def _where_bytes(root: Path, sample: int = 3000) -> tuple[float, dict[str, float]]:
-    """Of the first ``sample`` records' documents: the record's own JSON bytes, and the bytes
-    per record the bulk body adds, by part (the action line, each ct.* field, each ECS field)."""
-    from ingest.decode import to_document
-
-    parts: Counter[str] = Counter()
-    own = seen = 0
+def _documents_of(root: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Each record of the archive below ``root`` with its document's NDJSON, as the backfill
+    makes them."""
     for path in sorted(root.rglob("*.json.gz")):
         for i, rec in enumerate(orjson.loads(gzip.decompress(path.read_bytes()))["Records"]):
             made = to_document(rec, "cloudtrail-", i, str(path.relative_to(root)))
-            if isinstance(made, Rejected):
-                continue
-            action, source, _ = made[0].ndjson.split(b"\n")
-            own += len(orjson.dumps(rec))
-            parts["action line"] += len(action) + 1
-            for key, value in orjson.loads(source).items():
-                if key == "ct":
-                    for sub, v in value.items():
-                        parts[f"ct.{sub}"] += len(orjson.dumps({sub: v}))
-                elif rec.get(key) != value:
-                    parts[key] += len(orjson.dumps({key: value}))
-            seen += 1
-            if seen == sample:
-                return own / seen, {k: v / seen for k, v in parts.most_common()}
+            if not isinstance(made, Rejected):
+                yield rec, made[0].ndjson
+
+
+def _where_bytes(root: Path, sample: int = 3000) -> tuple[float, dict[str, float]]:
+    """Of the first ``sample`` records' documents: the record's own JSON bytes, and the bytes
+    per record the bulk body adds, by part (the action line, each ct.* field, each ECS field)."""
+    parts: Counter[str] = Counter()
+    own = seen = 0
+    for rec, ndjson in _documents_of(root):
+        action, source, _ = ndjson.split(b"\n")
+        own += len(orjson.dumps(rec))
+        parts["action line"] += len(action) + 1
+        for key, value in orjson.loads(source).items():
+            if key == "ct":
+                for sub, v in value.items():
+                    parts[f"ct.{sub}"] += len(orjson.dumps({sub: v}))
+            elif rec.get(key) != value:
+                parts[key] += len(orjson.dumps({key: value}))
+        seen += 1
+        if seen == sample:
+            break
     return own / max(1, seen), {k: v / max(1, seen) for k, v in parts.most_common()}
+
+
+def _levels(root: Path, bodies: int = 4) -> list[tuple[int, float, float]]:
+    """The archive's first ``bodies`` bulk bodies of the default size (5 MiB), gzipped at each
+    level as ``--gzip`` does: (level, bytes on the wire / body, MB of body per CPU second)."""
+    made: list[bytes] = []
+    body = bytearray()
+    for _, ndjson in _documents_of(root):
+        if len(body) + len(ndjson) > DEFAULT_BULK_BYTES:
+            made.append(bytes(body))
+            body.clear()
+            if len(made) == bodies:
+                break
+        body += ndjson
+    made = made or [bytes(body)]
+    size, out = sum(map(len, made)), []
+    for level in (1, 2, 3, 4, 6, 9):
+        cpu = time.process_time()
+        wire = sum(len(zlib.compress(b, level, 16 + zlib.MAX_WBITS)) for b in made)
+        out.append((level, wire / size, size / MB / (time.process_time() - cpu)))
+    return out
 
 
 def _quantiles(xs: list[float]) -> tuple[float, float, float, float]:
@@ -274,7 +304,7 @@ def fill(args: argparse.Namespace) -> None:
     runs = (
         ("--bulk-linger-ms 0 (baseline: about the behaviour before)", "--bulk-linger-ms", "0"),
         ("default linger (200 ms)",),
-        ("default linger, --gzip", "--gzip"),
+        (f"default linger, --gzip (level {DEFAULT_GZIP_LEVEL}, in a worker thread)", "--gzip"),
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -293,6 +323,7 @@ def fill(args: argparse.Namespace) -> None:
                 raise SystemExit(f"{label}: indexed {run['done']['indexed']} of {records}")
             rows.append((label, run))
         own, parts = _where_bytes(root)
+        levels = _levels(root)
     each = json_bytes / records
     print(f"\n{files:,} files, {records:,} records, {json_bytes / MB:.1f} MB of record JSON "
           f"({each:,.0f} bytes a record), NullCluster, --workers {args.workers}:\n")  # fmt: skip
@@ -324,11 +355,23 @@ def fill(args: argparse.Namespace) -> None:
         f"bulk bytes <= 1.3x the records' JSON: {_verdict(per_record <= 1.3)} ({per_record:.2f}x)"
     )
     wire = sum(w for _, w in gz["requests"]) / sum(b for b, _ in gz["requests"])
+    on_wire = sum(w for _, w in gz["requests"]) / json_bytes
     print(
         f"--gzip: wire {wire:.1%} of the body; CPU {gz['cpu'] / lingered['cpu']:.2f}x the tree's, "
         f"{gz['main'] / max(lingered['main'], 0.01):.2f}x the main process's; "
         f"records/s {lingered['wall'] / gz['wall']:.2f}x"
     )
+    print(
+        f"bytes on the wire <= 1.3x the records' JSON with --gzip: {_verdict(on_wire <= 1.3)} "
+        f"({on_wire:.2f}x)"
+    )
+    print(f"\ngzip of 4 bodies of {DEFAULT_BULK_BYTES / MiB:.0f} MiB from the "
+          f"archive, one core (--gzip uses level {DEFAULT_GZIP_LEVEL}):")  # fmt: skip
+    print("| level | wire / body | MB of body per CPU second | CPU ms per 5 MiB body |")
+    print("|---|---|---|---|")
+    for level, share, speed in levels:
+        per_body = DEFAULT_BULK_BYTES / MB / speed * 1000
+        print(f"| {level} | {share:.1%} | {speed:,.0f} | {per_body:,.0f} |")
     print(f"\nwhere a document's bytes go, per record (first 3,000 records; own JSON {own:,.0f}):")
     print("| part | bytes per record | of the record's JSON |")
     print("|---|---|---|")
