@@ -122,9 +122,9 @@ def _strs(items: list[Any]) -> list[str]:
 
 class _Identity(NamedTuple):
     user: dict[str, Any]  # user.email and user.name
-    users: tuple[Any, ...]  # candidates for related.user
-    head: tuple[Any, ...]  # candidates for related.entity before the access key
-    tail: tuple[Any, ...]  # and after it
+    users: tuple[str, ...]  # related.user, each once
+    head: tuple[str, ...]  # related.entity before the access key, each once
+    tail: tuple[str, ...]  # and after it, none of the head
 
 
 @lru_cache(maxsize=4096, typed=True)
@@ -157,18 +157,25 @@ def _identity(
     # the reference reads userName, then lets the session issuer's (the role) win
     if issuer_name or name:
         user["name"] = issuer_name or name
-    return _Identity(user, tuple(users), tuple(head), (arn, issuer_name, account))
+    heads = _strs(head)
+    tail = [t for t in _strs([arn, issuer_name, account]) if t not in heads]
+    return _Identity(user, tuple(_strs(users)), tuple(heads), tuple(tail))
+
+
+def _add(values: list[str], item: Any) -> None:
+    if item and isinstance(item, str) and item not in values:
+        values.append(item)
 
 
 def _user(
     ui: Mapping[str, Any],
     request: Mapping[str, Any],
     response: Mapping[str, Any],
-    users: list[Any],
-    entities: list[Any],
+    users: list[str],
+    entities: list[str],
 ) -> dict[str, Any]:
-    """``user.*`` (without ``user.id``, an alias of ``userIdentity.principalId``); appends the
-    candidates for ``related.user`` and ``related.entity`` to ``users`` and ``entities``."""
+    """``user.*`` (without ``user.id``, an alias of ``userIdentity.principalId``); adds what it
+    finds for ``related.user`` and ``related.entity`` to ``users`` and ``entities``."""
     ctx = ui.get("sessionContext")
     issuer = ctx.get("sessionIssuer") if isinstance(ctx, dict) else None
     if not isinstance(issuer, dict):
@@ -189,20 +196,24 @@ def _user(
     user = known.user
     users += known.users
     entities += known.head
-    entities.append(ui.get("accessKeyId"))
-    entities += known.tail
+    key_id = ui.get("accessKeyId")
+    if key_id and isinstance(key_id, str) and key_id not in entities:
+        entities.append(key_id)
+        entities += (t for t in known.tail if t != key_id)
+    else:
+        entities += known.tail
     target: dict[str, Any] = {}
     if target_name := _s(request.get("userName")):
         target["name"] = target_name
-        users.append(target_name)
+        _add(users, target_name)
     if target_id := _s(_m(response.get("user")).get("userId")):
         target["id"] = target_id
     if target:
         user = {**user, "target": target}
     if new_name := _s(request.get("newUserName")):
         user = {**user, "changes": {"name": new_name}}
-        users.append(new_name)
-    entities.append(request.get("roleArn"))
+        _add(users, new_name)
+    _add(entities, request.get("roleArn"))
     return user
 
 
@@ -271,8 +282,8 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
     response = get("responseElements")
     if not isinstance(response, dict):
         response = _NO_UI
-    users: list[Any] = []
-    entities: list[Any] = []
+    users: list[str] = []
+    entities: list[str] = []
     if ui:
         user = _user(ui, request, response, users, entities)
         if user:
@@ -286,7 +297,9 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
         out["group"] = group
     resources = get("resources")
     if isinstance(resources, list):
-        entities += (item.get("ARN") for item in resources if isinstance(item, dict))
+        for item in resources:
+            if isinstance(item, dict):
+                _add(entities, item.get("ARN"))
 
     out["cloud"] = _cloud(_s(get("recipientAccountId")) or _s(ui.get("accountId")), source_name)
     if ui.get("type") == "AWSService" and (invoked_by := _s(ui.get("invokedBy"))):
@@ -308,12 +321,12 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
     if isinstance(details, dict) and (tls := _tls(details)):
         out["tls"] = tls
     related: dict[str, list[str]] = {}
-    if users and (kept := _strs(users)):
-        related["user"] = kept
+    if users:
+        related["user"] = users
     if address is not None:
         related["ip"] = [address]
-    if entities and (kept := _strs(entities)):
-        related["entity"] = kept
+    if entities:
+        related["entity"] = entities
     if related:
         out["related"] = related
     return out
