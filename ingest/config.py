@@ -89,7 +89,7 @@ DEFAULT_TARGET_SECONDS = 10.0
 DEFAULT_TIMEOUT = 50.0
 DEFAULT_RETRY_DEADLINE = 300.0
 DEFAULT_DRAIN_SECONDS = 30.0
-DEFAULT_GZIP_LEVEL = 1  # --gzip: zlib level, from scripts/bench_bulk.py fill (SinkConfig.compress)
+DEFAULT_GZIP_LEVEL = 2  # --gzip: zlib level, from scripts/bench_bulk.py fill (SinkConfig.compress)
 GZIP_MIN_BYTES = 1024  # --gzip leaves smaller bodies (settings, templates) as they are
 DEFAULT_INFLIGHT_BYTES = 384 * MiB
 DEFAULT_MAX_OBJECT_BYTES = 2048 * MiB  # one object's JSON: refused past it (a gzip bomb stops)
@@ -213,8 +213,10 @@ class SinkConfig:
     aws_auth: str | None = None  # "es" (Amazon OpenSearch Service) or "aoss" (Serverless)
     aws_region: str | None = None
     aws_profile: str | None = None
-    # --gzip: off, from scripts/bench_bulk.py: bodies shrink to ~8 %, but opensearch-py
-    # compresses them on the event loop at level 9 (1.5x the main process's CPU, 0.7x records/s)
+    # --gzip: off. Gzipped at DEFAULT_GZIP_LEVEL in a thread (ingest.cluster), bodies go at 12 %
+    # of their bytes for 0.7 CPU s per 165 MB (~7 % of a backfill's; scripts/bench_bulk.py fill).
+    # Off still, as not every target is known to take it: Serverless documents no gzip bodies, a
+    # domain's http_compression.enabled can be off; and the gain is the link's (docs/benchmarks.md).
     compress: bool = False
     gzip_level: int = DEFAULT_GZIP_LEVEL
     # auto (identified from the endpoint and the cluster's answers, ingest.targets), opensearch,

@@ -29,8 +29,8 @@ that is sent again can duplicate its documents; they are counted (``resent_unans
 Sizes are the bodies' own bytes, before any ``--gzip``: the controller sizes bodies, and a 413
 splits them, by what the cluster indexes. With ``--gzip`` the client's connection gzips each body
 off the event loop (:mod:`ingest.cluster`) and the request-size cap of the service (Amazon
-OpenSearch Service: 10 or 100 MiB by instance type) meets only the bytes on the wire, about a
-tenth; a body sent again goes with the bytes gzipped for its first attempt.
+OpenSearch Service: 10 or 100 MiB by instance type) meets only the bytes on the wire, about an
+eighth; a body sent again goes with the bytes gzipped for its first attempt.
 
 All of a batch's waiting (its request retries, its item retries, both halves of every 413
 split) is under one :class:`~ingest.retry.Deadline`, created when the batch is sent, and every
