@@ -32,8 +32,9 @@ from ingest.config import (
     DEFAULT_STREAM_ABOVE,
 )
 from ingest.enrich import enrich
-from ingest.enrich.flat import forget_texts, payload_text
+from ingest.enrich.flat import forget_texts
 from ingest.enrich.geo import use as use_geoip
+from ingest.enrich.guard import clean_payload_keys, guard_shapes
 from ingest.inflate import Span, Spill, Unreadable, inflate, read_span, spans
 
 __all__ = [
@@ -130,7 +131,12 @@ class _BadRecord(Exception):
 def document_id(record: dict[str, Any]) -> str:
     """The record's ``eventID``, or a stable id derived from its content when it has none."""
     event_id = record.get("eventID")
-    if isinstance(event_id, str) and event_id and len(event_id.encode()) <= _MAX_ID_BYTES:
+    if (
+        isinstance(event_id, str)
+        and event_id
+        # at most 4 bytes a character: most ids need no encoding to be measured
+        and (len(event_id) <= _MAX_ID_BYTES // 4 or len(event_id.encode()) <= _MAX_ID_BYTES)
+    ):
         return event_id
     digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f"sha256-{digest[:40]}"
@@ -156,8 +162,12 @@ def _place(record: Any, index_prefix: str, record_index: int) -> Planned | Rejec
     if when.tzinfo is None:
         reason = f"eventTime {stamp[:64]!r} has no time zone"
         return Rejected(record_index, "BadEventTime", reason, record)
-    index = f"{index_prefix}{when.year:04d}.{when.month:02d}"
-    return Planned(index, document_id(record), stamp)
+    return Planned(_monthly(index_prefix, when.year, when.month), document_id(record), stamp)
+
+
+@lru_cache(maxsize=1024)
+def _monthly(index_prefix: str, year: int, month: int) -> str:
+    return f"{index_prefix}{year:04d}.{month:02d}"
 
 
 def plan_record(
@@ -176,122 +186,6 @@ def plan_record(
     ):
         return Skip.BY_RULE
     return _place(record, index_prefix, record_index)
-
-
-# Fields inside the variable-shape payloads that the template maps explicitly (for CloudTracker
-# and the principal report), with the shape the mapping expects. A record with another shape
-# there would be rejected as a whole, so the value is coerced (an object or array becomes its JSON
-# text, a scalar where an object is mapped becomes {"value": ...}) and the path is listed in
-# ct.coerced. The record's other fields are untouched.
-GUARDED: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("requestParameters", "roleArn"), "scalar"),
-    (("requestParameters", "roleSessionName"), "scalar"),
-    (("requestParameters", "bucketName"), "scalar"),
-    (("responseElements", "credentials"), "object"),
-    (("responseElements", "credentials", "accessKeyId"), "scalar"),
-)
-
-
-# The keys under each payload where a guarded path starts: most records have none of them.
-_GUARD_ROOTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
-    (root, frozenset(path[1] for path, _ in GUARDED if path[0] == root))
-    for root in dict.fromkeys(path[0] for path, _ in GUARDED)
-)
-
-
-def _fix(value: Any, want: str) -> tuple[bool, Any]:
-    if want == "scalar" and isinstance(value, dict | list):
-        return True, orjson.dumps(value).decode()
-    if want == "object" and value is not None and not isinstance(value, dict):
-        return True, {"value": value}
-    return False, value
-
-
-def guard_shapes(doc: dict[str, Any]) -> list[str]:
-    """Coerce the explicitly mapped payload fields of ``doc`` to their mapped shape, copying the
-    nested objects it changes; returns the coerced paths."""
-    for root, keys in _GUARD_ROOTS:
-        holder = doc.get(root)
-        if isinstance(holder, dict) and not keys.isdisjoint(holder):
-            break
-    else:
-        return []
-    coerced = []
-    for path, want in GUARDED:
-        parents: list[Any] = [doc]
-        for key in path[:-1]:
-            parents.append(parents[-1].get(key) if isinstance(parents[-1], dict) else None)
-        holder = parents[-1]
-        if not isinstance(holder, dict) or path[-1] not in holder:
-            continue
-        changed, new = _fix(holder[path[-1]], want)
-        if not changed:
-            continue
-        for depth in range(len(path) - 1, 0, -1):
-            new = {**parents[depth], path[depth]: new}
-        doc[path[0]] = new
-        coerced.append(".".join(path))
-    return coerced
-
-
-_PAYLOADS = (
-    "requestParameters",
-    "responseElements",
-    "additionalEventData",
-    "serviceEventDetails",
-    "insightDetails",
-    "edgeDeviceDetails",
-)
-
-
-def _bad_key(key: str) -> bool:
-    # OpenSearch refuses these field names even under dynamic: false
-    return not key.strip() or key[0] == "." or key[-1] == "." or ".." in key
-
-
-def _clean_keys(value: Any) -> Any:
-    """A copy of ``value`` with the field names OpenSearch refuses renamed; ``None`` if none."""
-    if isinstance(value, dict):
-        changed = False
-        out = {}
-        for k, v in value.items():
-            inner = _clean_keys(v)
-            if inner is not None:
-                v, changed = inner, True
-            if _bad_key(k):
-                k, changed = "_" + (k.strip().replace(".", "_") or "empty_"), True
-                while k in out or k in value:
-                    k += "_"
-            out[k] = v
-        return out if changed else None
-    if isinstance(value, list):
-        items = [_clean_keys(v) for v in value]
-        if any(i is not None for i in items):
-            return [v if i is None else i for v, i in zip(value, items, strict=True)]
-    return None
-
-
-_SUSPECT = (b'"":', b'".', b'.":', b"..", b'" ', b' ":')
-_SUSPECT_ANY = re.compile(b"|".join(re.escape(p) for p in _SUSPECT))
-
-
-def _may_have_bad_keys(value: dict[str, Any]) -> bool:
-    """A cheap screen before the walk: every refused key shows one of these byte patterns in
-    the JSON text (values can too: those only cost the walk)."""
-    return _SUSPECT_ANY.search(payload_text(value)) is not None
-
-
-def clean_payload_keys(doc: dict[str, Any]) -> list[str]:
-    """Rename field names OpenSearch would reject inside the payloads; returns the payloads."""
-    renamed = []
-    for name in _PAYLOADS:
-        value = doc.get(name)
-        if isinstance(value, dict) and value and _may_have_bad_keys(value):
-            cleaned = _clean_keys(value)
-            if cleaned is not None:
-                doc[name] = cleaned
-                renamed.append(f"{name}:keys")
-    return renamed
 
 
 def _placed(record: dict[str, Any], index_prefix: str) -> Planned:

@@ -25,7 +25,7 @@ from ingest.testing import synth
 # The modules by name: ``ingest.enrich`` exports functions named like some of them.
 _MODULES: tuple[ModuleType, ...] = tuple(
     importlib.import_module(f"ingest.enrich.{name}")
-    for name in ("actor", "change", "ecs", "flat", "geo", "resource", "tool")
+    for name in ("actor", "change", "ecs", "flat", "geo", "guard", "resource", "tool")
 )
 
 # Where the enrichers look, and values a record may hold there (CloudTrail's own, and the odd
@@ -140,8 +140,8 @@ def _bypass_caches(monkeypatch: pytest.MonkeyPatch) -> None:
         for name, value in list(vars(module).items()):
             if hasattr(value, "cache_clear") and name != "load_rules":
                 monkeypatch.setattr(module, name, value.__wrapped__)
-    monkeypatch.setattr(importlib.import_module("ingest.enrich.flat"), "payload_text", orjson.dumps)
-    monkeypatch.setattr(decode, "payload_text", orjson.dumps)
+        if hasattr(module, "payload_text"):
+            monkeypatch.setattr(module, "payload_text", orjson.dumps)
 
 
 @pytest.fixture(scope="module")
