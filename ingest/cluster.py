@@ -35,6 +35,7 @@ from opensearchpy import (
 )
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import NotFoundError, TransportError
+from opensearchpy.serializer import JSONSerializer
 
 from ingest.config import GZIP_MIN_BYTES, IndexConfig, SinkConfig
 from ingest.errors import ConfigError, IngestError, SinkError, SinkUnavailable, boundary
@@ -113,7 +114,20 @@ def open_client(config: SinkConfig) -> AsyncOpenSearch:
             max_retries=0,
             retry_on_timeout=False,
             maxsize=max(config.max_in_flight * 2, 4),
+            serializer=_OrjsonAnswers(),
         )
+
+
+class _OrjsonAnswers(JSONSerializer):
+    """opensearch-py's serializer with answers parsed by orjson: a bulk answer has an item per
+    document, parsed on the event loop. What orjson refuses (an integer beyond 64 bits, say)
+    goes to the standard parser as before."""
+
+    def loads(self, s: str) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError:
+            return super().loads(s)
 
 
 class _GzipConnection(AsyncHttpConnection):
@@ -124,10 +138,11 @@ class _GzipConnection(AsyncHttpConnection):
     body must end with a newline) and before it is signed (SigV4 signs the bytes sent).
 
     Bodies under ``GZIP_MIN_BYTES`` (settings, templates) go as they are. A body whose request
-    failed keeps its gzip for the sink's retry of the same bytes (the last few, by identity):
-    a retry sends exactly what the first attempt sent. ``compressed``: bodies gzipped so far."""
+    failed transiently (what the sink retries) keeps its gzip for the retry of the same bytes
+    (the last few, by identity; the sink holds those bodies meanwhile anyway): a retry sends
+    exactly what the first attempt sent. ``compressed``: bodies gzipped so far."""
 
-    _KEEP_FAILED = 16  # bodies a retry may come back for (several requests in flight)
+    _KEEP_FAILED = 8  # bodies a retry may come back for (requests in flight, and backing off)
 
     def __init__(self, *, gzip_level: int, **kwargs: Any) -> None:
         super().__init__(**{**kwargs, "http_compress": False})
@@ -166,10 +181,11 @@ class _GzipConnection(AsyncHttpConnection):
                 ignore,
                 {**(headers or {}), "content-encoding": "gzip"},
             )
-        except Exception:
-            self._failed[id(body)] = (body, gzipped)
-            while len(self._failed) > self._KEEP_FAILED:
-                self._failed.popitem(last=False)
+        except Exception as exc:
+            if isinstance(_translate(exc, "bulk"), SinkUnavailable):  # the sink will retry it
+                self._failed[id(body)] = (body, gzipped)
+                while len(self._failed) > self._KEEP_FAILED:
+                    self._failed.popitem(last=False)
             raise
 
 
