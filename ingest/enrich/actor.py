@@ -67,7 +67,7 @@ def actor(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, Any]:
         return _actor.__wrapped__(*key)
 
 
-@lru_cache(maxsize=4096, typed=True)
+@lru_cache(maxsize=4096)  # untyped: a value that is not a string counts as absent
 def _actor(
     type_: Any,
     account_id: Any,

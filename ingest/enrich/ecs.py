@@ -127,7 +127,7 @@ class _Identity(NamedTuple):
     tail: tuple[str, ...]  # and after it, none of the head
 
 
-@lru_cache(maxsize=4096, typed=True)
+@lru_cache(maxsize=4096)  # untyped: a value that is not a string counts as absent
 def _identity(
     kind: Any,
     principal: Any,
@@ -217,7 +217,7 @@ def _user(
     return user
 
 
-@lru_cache(maxsize=1024, typed=True)
+@lru_cache(maxsize=1024)  # untyped: a value that is not a string counts as absent
 def _tls_of(version: Any, cipher: Any, host: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if version and isinstance(version, str) and "v" in version:
