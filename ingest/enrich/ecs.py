@@ -202,6 +202,8 @@ def _user(
         entities += (t for t in known.tail if t != key_id)
     else:
         entities += known.tail
+    if not request and not response:  # most calls: nothing about another user or role
+        return user
     target: dict[str, Any] = {}
     if target_name := _s(request.get("userName")):
         target["name"] = target_name
@@ -288,13 +290,14 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
         user = _user(ui, request, response, users, entities)
         if user:
             out["user"] = user
-    group: dict[str, Any] = {}
-    if group_name := _s(request.get("groupName")):
-        group["name"] = group_name
-    if group_id := _s(_m(response.get("group")).get("groupId")):
-        group["id"] = group_id
-    if group:
-        out["group"] = group
+    if request or response:
+        group: dict[str, Any] = {}
+        if group_name := _s(request.get("groupName")):
+            group["name"] = group_name
+        if group_id := _s(_m(response.get("group")).get("groupId")):
+            group["id"] = group_id
+        if group:
+            out["group"] = group
     resources = get("resources")
     if isinstance(resources, list):
         for item in resources:
