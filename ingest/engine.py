@@ -348,8 +348,7 @@ class _Pipeline:
             if not last:
                 self._tasks[ref.key] = task
             task.add(decoded)
-            for doc in decoded.documents:
-                await sink.put(doc, task)
+            await sink.put_many(decoded.documents, task)
             if last:
                 task.close()
         await sink.drain()

@@ -111,6 +111,9 @@ class Outcome(NamedTuple):
     reason: str | None = None
 
 
+_CREATED = Outcome(True)
+
+
 class Owner(Protocol):
     """Whoever wants to know each document's fate (the object it came from)."""
 
@@ -179,25 +182,29 @@ class BulkSink:
 
     async def put(self, doc: Document, owner: Owner) -> None:
         """Queue one document; may wait while the allowed number of requests are under way."""
-        size = len(doc.ndjson)
-        if size > self._config.max_bulk_bytes:
-            self.stats.rejected += 1
-            owner.settle(
-                doc,
-                Outcome(
-                    False,
-                    error_type="TooLarge",
-                    reason=f"document of {size} bytes exceeds the bulk cap of "
-                    f"{self._config.max_bulk_bytes} bytes",
-                ),
-            )
-            return
-        if self._buffer and self._buffered + size > self.controller.bytes:
-            await self.flush("full")
-        self._buffer.append(_Item(doc, owner))
-        self._buffered += size
+        await self.put_many((doc,), owner)
+
+    async def put_many(self, docs: Sequence[Document], owner: Owner) -> None:
+        """Queue an object's documents (or a batch of them), in order, all owned by ``owner``:
+        :meth:`put` for each, in one call that waits only when a body is full."""
+        cap = self._config.max_bulk_bytes
+        buffer = self._buffer
+        for doc in docs:
+            size = len(doc.ndjson)
+            if size > cap:
+                self._reject(
+                    _Item(doc, owner),
+                    "TooLarge",
+                    f"document of {size} bytes exceeds the bulk cap of {cap} bytes",
+                )
+                continue
+            if buffer and self._buffered + size > self.controller.bytes:
+                await self.flush("full")
+                buffer = self._buffer
+            buffer.append(_Item(doc, owner))
+            self._buffered += size
         self._last_put = time.monotonic()
-        if self._linger is None:
+        if self._linger is None and buffer:
             self._linger = self._tg.create_task(self._send_when_due(), name="bulk-linger")
 
     async def _send_when_due(self) -> None:
@@ -356,6 +363,11 @@ class BulkSink:
         if not isinstance(items, list) or len(items) != len(batch):
             got = len(items) if isinstance(items, list) else "no"
             raise SinkError(f"bulk answer has {got} items for {len(batch)} documents")
+        if answer.get("errors") is False:  # every item created (a 409 counts as an error)
+            self.stats.created += len(batch)
+            for item in batch:
+                item.owner.settle(item.doc, _CREATED)
+            return []
         retry: list[_Item] = []
         for item, result in zip(batch, items, strict=True):
             info = next(iter(result.values())) if isinstance(result, dict) and result else {}
@@ -405,7 +417,10 @@ class OpenSearchBulkClient:
         items = answer.get("items")
         if not ids or not isinstance(items, list):
             return answer
-        refused = [i for i, item in enumerate(items) if refuses_ids(_item_error(item))]
+        no_errors = answer.get("errors") is False  # then no item was refused: skip the walk
+        refused = (
+            [] if no_errors else [i for i, it in enumerate(items) if refuses_ids(_item_error(it))]
+        )
         if not refused:
             unknown = self.target.kind is Kind.SERVERLESS and self.target.collection is None
             if unknown and any(_item_status(item) in (200, 201, 409) for item in items):

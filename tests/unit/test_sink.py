@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ingest.cluster import open_client
 from ingest.config import SinkConfig
 from ingest.decode import Document
 from ingest.errors import SinkUnavailable, root_cause
@@ -312,3 +313,56 @@ class TestLinger:
             linger_seconds=0,
         )
         assert len(bodies) <= 5  # the first document alone, then full bodies
+
+
+def _objects(cluster: MemoryCluster, *sizes: int, **config: Any) -> tuple[list[Collector], Any]:
+    """One owner per object of ``sizes`` documents, each put in one call (as the engine does);
+    every owner, and the sink's counters."""
+    owners = [Collector() for _ in sizes]
+    cfg = SinkConfig(url="http://127.0.0.1:9200", retry=FAST, **config)
+    starts = [sum(sizes[:n]) for n in range(len(sizes))]
+    stats: list[Any] = []
+
+    async def go() -> None:
+        async with asyncio.TaskGroup() as tg:
+            sink = BulkSink(cluster, cfg, tg)
+            stats.append(sink.stats)
+            for owner, start, size in zip(owners, starts, sizes, strict=True):
+                await sink.put_many([_doc(i) for i in range(start, start + size)], owner)
+            await sink.drain()
+
+    asyncio.run(go())
+    return owners, stats[0]
+
+
+class TestBulkAnswers:
+    def test_all_created_settles_every_object(self) -> None:
+        """An answer without errors settles every document of every object once, as created."""
+        cluster = MemoryCluster()
+        owners, stats = _objects(cluster, 40, 1, 75, bulk_bytes=6_000, max_bulk_bytes=12_000)
+        assert [40, 1, 75] == [len(o.outcomes) for o in owners]
+        assert all(o == Outcome(True) for c in owners for o in c.outcomes.values())
+        assert (116, 116, 0) == (len(cluster.docs), stats.created, stats.rejected)
+        assert len(cluster.bodies) > 1  # objects split across bodies and bodies across objects
+
+    def test_mixed_answer_settles_each_item_by_its_status(self) -> None:
+        """In an answer with errors, exactly the refused items are dead-lettered, a 409 is
+        indexed as existing and a 429 is sent again; the others are created, across objects."""
+        cluster = MemoryCluster(reject={"id3", "id12"}, item_429_first={"id8"})
+        cluster.docs["id7"] = {"original": True}
+        (first, second), stats = _objects(cluster, 5, 10)
+        assert {"id3"} == {k for k, o in first.outcomes.items() if not o.indexed}
+        assert {"id12"} == {k for k, o in second.outcomes.items() if not o.indexed}
+        assert Outcome(True, existed=True) == second.outcomes["id7"]
+        assert Outcome(True) == second.outcomes["id8"]
+        assert (13, 12, 1, 2) == (len(cluster.docs), stats.created, stats.existed, stats.rejected)
+        assert cluster.docs["id7"] == {"original": True}
+
+    def test_client_parses_answers_with_orjson_and_big_numbers_as_before(self) -> None:
+        """The async client reads answers with orjson; a number orjson refuses still parses."""
+        client = open_client(SinkConfig(url="http://127.0.0.1:9200"))
+        loads = client.transport.deserializer.loads
+        answer = '{"errors":false,"items":[{"create":{"status":201}}]}'
+        assert orjson.loads(answer) == loads(answer, "application/json")
+        assert {"n": 2**70} == loads(f'{{"n": {2**70}}}', "application/json")
+        asyncio.run(client.close())
