@@ -35,6 +35,30 @@ def _table(rules: Rules) -> _Table:
     }
 
 
+_Keys = tuple[str, ...] | bool  # a payload's keys; True: not an object but there; False: absent
+
+
+def _keys(payload: Any) -> _Keys:
+    return tuple(payload) if payload.__class__ is dict else payload is not None
+
+
+@lru_cache(maxsize=4096)
+def _candidates(
+    rules: Rules, source: str, request: _Keys, response: _Keys
+) -> tuple[tuple[str, tuple[str, ...], ResourceRule], ...]:
+    """The rules of ``source`` that can yield a value for a record whose payloads have these
+    keys (cached: a call's payloads have the same keys call after call): a rule whose first
+    step is not in its payload cannot."""
+    table = _table(rules)
+    payloads = {"requestParameters": request, "responseElements": response}
+    return tuple(
+        (top, rest, rule)
+        for top, rest, rule in table.get(source) or table["*"]
+        if (keys := payloads.get(top, True)) is True
+        or (keys is not False and (not rest or rest[0] in keys))
+    )
+
+
 def primary_resource(record: Mapping[str, Any], rules: Rules) -> tuple[str, str | None] | None:
     """``(id, type)`` from ``resources[]``, else from the first rule for the event source."""
     listed = record.get("resources")
@@ -46,8 +70,9 @@ def primary_resource(record: Mapping[str, Any], rules: Rules) -> tuple[str, str 
     source = record.get("eventSource")
     if not isinstance(source, str):
         return None
-    table = _table(rules)
-    for top, rest, rule in table.get(source) or table["*"]:
+    for top, rest, rule in _candidates(
+        rules, source, _keys(record.get("requestParameters")), _keys(record.get("responseElements"))
+    ):
         value = record.get(top)
         if value is None:
             continue
