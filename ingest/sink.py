@@ -120,10 +120,21 @@ class Owner(Protocol):
     def settle(self, doc: Document, outcome: Outcome) -> None: ...
 
 
-@dataclass(slots=True)
-class _Item:
-    doc: Document
+class _Run(NamedTuple):
+    """Documents of one owner, in order, side by side in a body: one entry per object put (or
+    per part of it in each body), one per document only on the paths that settle items apart
+    (a mixed answer, its retries, a 413's halves)."""
+
     owner: Owner
+    docs: Sequence[Document]
+
+
+def _singles(batch: Sequence[_Run]) -> list[_Run]:
+    return [_Run(run.owner, (doc,)) for run in batch for doc in run.docs]
+
+
+def _count(batch: Sequence[_Run]) -> int:
+    return sum(len(run.docs) for run in batch)
 
 
 @dataclass(slots=True)
@@ -169,7 +180,7 @@ class BulkSink:
                 step_bytes=max(64 * 1024, config.bulk_bytes // 4),
             )
         )
-        self._buffer: list[_Item] = []
+        self._buffer: list[_Run] = []
         self._buffered = 0
         self._linger: asyncio.Task[None] | None = None  # sends a partial body when it is due
         self._last_put = 0.0
@@ -188,24 +199,32 @@ class BulkSink:
         """Queue an object's documents (or a batch of them), in order, all owned by ``owner``:
         :meth:`put` for each, in one call that waits only when a body is full."""
         cap = self._config.max_bulk_bytes
-        buffer = self._buffer
-        for doc in docs:
+        start = 0  # docs[start:i] are counted in the body filling, not yet in its buffer
+        for i, doc in enumerate(docs):
             size = len(doc.ndjson)
             if size > cap:
+                self._add(owner, docs[start:i])
+                start = i + 1
                 self._reject(
-                    _Item(doc, owner),
+                    owner,
+                    doc,
                     "TooLarge",
                     f"document of {size} bytes exceeds the bulk cap of {cap} bytes",
                 )
                 continue
-            if buffer and self._buffered + size > self.controller.bytes:
+            if (self._buffer or i > start) and self._buffered + size > self.controller.bytes:
+                self._add(owner, docs[start:i])
+                start = i
                 await self.flush("full")
-                buffer = self._buffer
-            buffer.append(_Item(doc, owner))
             self._buffered += size
+        self._add(owner, docs[start:])
         self._last_put = time.monotonic()
-        if self._linger is None and buffer:
+        if self._linger is None and self._buffer:
             self._linger = self._tg.create_task(self._send_when_due(), name="bulk-linger")
+
+    def _add(self, owner: Owner, docs: Sequence[Document]) -> None:
+        if docs:
+            self._buffer.append(_Run(owner, docs))
 
     async def _send_when_due(self) -> None:
         """The linger of the body filling: cancelled when the body is sent another way."""
@@ -240,7 +259,7 @@ class BulkSink:
         await self.flush()
         await self._idle.wait()
 
-    async def _acquire(self, buffer: list[_Item] | None = None) -> bool:
+    async def _acquire(self, buffer: list[_Run] | None = None) -> bool:
         """Take a request slot; for ``buffer``, only while it is still the one filling."""
         while self._in_flight >= self.controller.in_flight:
             self._freed.clear()
@@ -254,19 +273,19 @@ class BulkSink:
         self._in_flight -= 1
         self._freed.set()
 
-    async def _run(self, batch: list[_Item]) -> None:
+    async def _run(self, batch: list[_Run]) -> None:
         """Send ``batch`` under one deadline; items answered 429/5xx go again after a back-off,
         during which the request slot is free for other batches."""
         holding = True  # flush() acquired our slot
         policy = self._config.retry
         deadline = policy.start()
         started = asyncio.get_running_loop().time()
-        pending: list[_Item] = batch
+        pending: list[_Run] = batch
         rounds = 0
 
         async def back_off(seconds: float) -> None:  # logged by the controller ("retrying")
             nonlocal holding
-            self.stats.item_retries += len(pending)
+            self.stats.item_retries += _count(pending)
             self._release()
             holding = False
             await asyncio.sleep(seconds)
@@ -281,12 +300,13 @@ class BulkSink:
                     rounds += 1
                     pending = await self._send(pending, deadline)
                     if pending:
-                        raise _PushedBack(len(pending))
+                        raise _PushedBack(_count(pending))
         except _PushedBack:
             waited = asyncio.get_running_loop().time() - started
-            for item in pending:
+            for item in _singles(pending):
                 self._reject(
-                    item,
+                    item.owner,
+                    item.docs[0],
                     "RetriesExhausted",
                     f"still answered 429/5xx after {rounds} attempts in {waited:.0f} s",
                 )
@@ -297,16 +317,17 @@ class BulkSink:
             if self._active == 0:
                 self._idle.set()
 
-    async def _send(self, batch: Sequence[_Item], deadline: Deadline) -> list[_Item]:
+    async def _send(self, batch: Sequence[_Run], deadline: Deadline) -> list[_Run]:
         """Send ``batch`` as one body (both halves of it after a 413), its request retried
         until ``deadline``; settle what is final and return the items answered 429/5xx."""
-        body = b"".join(item.doc.ndjson for item in batch)
+        body = b"".join(doc.ndjson for run in batch for doc in run.docs)
+        count = _count(batch)
         resend_risk = False  # an earlier attempt may have been applied, unanswered
 
         async def attempt() -> dict[str, Any]:
             nonlocal resend_risk
             if resend_risk:  # each time: every resend of an applied request is one more copy
-                self.stats.resent_unanswered += len(batch)
+                self.stats.resent_unanswered += count
             try:
                 return await self._attempt(body)
             except SinkUnavailable as exc:
@@ -316,16 +337,20 @@ class BulkSink:
         try:
             answer = await call_with_retry(self._config.retry, attempt, deadline=deadline)
         except TooLarge:
-            if len(batch) == 1:
+            if count == 1:
                 self._reject(
-                    batch[0], "TooLarge", f"server answered 413 for a {len(body)}-byte body"
+                    batch[0].owner,
+                    batch[0].docs[0],
+                    "TooLarge",
+                    f"server answered 413 for a {len(body)}-byte body",
                 )
                 return []
             self.stats.splits += 1
+            batch = _singles(batch)
             half = len(batch) // 2
             first = await self._send(batch[:half], deadline)
             return first + await self._send(batch[half:], deadline)
-        _log.debug("bulk_sent", docs=len(batch), bytes=len(body))
+        _log.debug("bulk_sent", docs=count, bytes=len(body))
         retry = self._settle(batch, answer)
         if retry:
             self.controller.on_pushback(f"{len(retry)} items answered 429/5xx")
@@ -358,26 +383,29 @@ class BulkSink:
         self.controller.on_success(len(body), elapsed)
         return answer
 
-    def _settle(self, batch: Sequence[_Item], answer: dict[str, Any]) -> list[_Item]:
+    def _settle(self, batch: Sequence[_Run], answer: dict[str, Any]) -> list[_Run]:
         items = answer.get("items")
-        if not isinstance(items, list) or len(items) != len(batch):
+        count = _count(batch)
+        if not isinstance(items, list) or len(items) != count:
             got = len(items) if isinstance(items, list) else "no"
-            raise SinkError(f"bulk answer has {got} items for {len(batch)} documents")
+            raise SinkError(f"bulk answer has {got} items for {count} documents")
         if answer.get("errors") is False:  # every item created (a 409 counts as an error)
-            self.stats.created += len(batch)
-            for item in batch:
-                item.owner.settle(item.doc, _CREATED)
+            self.stats.created += count
+            for owner, docs in batch:
+                settle = owner.settle
+                for doc in docs:
+                    settle(doc, _CREATED)
             return []
-        retry: list[_Item] = []
-        for item, result in zip(batch, items, strict=True):
+        retry: list[_Run] = []
+        for item, result in zip(_singles(batch), items, strict=True):
             info = next(iter(result.values())) if isinstance(result, dict) and result else {}
             status = int(info.get("status", 0))
             if status in (200, 201):
                 self.stats.created += 1
-                item.owner.settle(item.doc, Outcome(True))
+                item.owner.settle(item.docs[0], Outcome(True))
             elif status == 409:
                 self.stats.existed += 1
-                item.owner.settle(item.doc, Outcome(True, existed=True))
+                item.owner.settle(item.docs[0], Outcome(True, existed=True))
             elif status in _RETRY_ITEM:
                 retry.append(item)
             else:
@@ -392,12 +420,12 @@ class BulkSink:
                         reason = f"{reason}: {cause.get('type')}: {cause['reason']}"
                 else:
                     etype, reason = f"http_{status}", str(error)
-                self._reject(item, etype, reason)
+                self._reject(item.owner, item.docs[0], etype, reason)
         return retry
 
-    def _reject(self, item: _Item, error_type: str, reason: str) -> None:
+    def _reject(self, owner: Owner, doc: Document, error_type: str, reason: str) -> None:
         self.stats.rejected += 1
-        item.owner.settle(item.doc, Outcome(False, error_type=error_type, reason=reason))
+        owner.settle(doc, Outcome(False, error_type=error_type, reason=reason))
 
 
 class OpenSearchBulkClient:

@@ -358,6 +358,15 @@ class TestBulkAnswers:
         assert (13, 12, 1, 2) == (len(cluster.docs), stats.created, stats.existed, stats.rejected)
         assert cluster.docs["id7"] == {"original": True}
 
+    def test_an_object_split_by_413_still_lands_once(self) -> None:
+        """A 413 for a body of one object's documents splits it until the parts fit."""
+        cluster = MemoryCluster(max_body=1500)
+        (owner,), stats = _objects(cluster, 20, bulk_bytes=8000)
+        assert all(o == Outcome(True) for o in owner.outcomes.values())
+        assert (20, 20) == (len(owner.outcomes), len(cluster.docs))
+        assert max(cluster.bodies) <= 1500
+        assert stats.splits > 0
+
     def test_client_parses_answers_with_orjson_and_big_numbers_as_before(self) -> None:
         """The async client reads answers with orjson; a number orjson refuses still parses."""
         client = open_client(SinkConfig(url="http://127.0.0.1:9200"))
