@@ -8,8 +8,10 @@ does not know :class:`~ingest.errors.SinkError` (terminal). The operations here 
 calls under the sink's policy, one deadline per operation; :func:`call` does the same for the
 calls of the operations above (``verify``).
 
-With ``--gzip`` the async client's connection (:class:`_GzipConnection`) gzips request bodies
-itself, at a fast level in a worker thread, instead of opensearch-py's level 9 on the event loop.
+A gzipping async client's connection (:class:`_GzipConnection`) gzips request bodies itself,
+at a fast level in a worker thread, instead of opensearch-py's level 9 on the event loop. The run
+gzips its bulk bodies unless told not to (``--no-gzip``) or writing to Serverless
+(:meth:`SinkConfig.gzips <ingest.config.SinkConfig.gzips>`, decided by ``ingest.runner``).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _common(config: SinkConfig, *, sync: bool) -> dict[str, Any]:
     return {
         "hosts": [config.url],
         "http_auth": _auth(config, sync=sync),
-        "http_compress": config.compress,
+        "http_compress": config.compress is True,
         "timeout": config.timeout,
         "verify_certs": config.verify_certs,
         "ca_certs": config.ca_certs,
@@ -95,17 +97,18 @@ def _common(config: SinkConfig, *, sync: bool) -> dict[str, Any]:
 
 
 def open_sync_client(config: SinkConfig) -> OpenSearch:
-    """A blocking client with the same auth and TLS settings (for reports and setup steps)."""
+    """A blocking client with the same auth and TLS settings (for reports and setup steps); it
+    compresses only with ``--gzip`` given (its bodies are small)."""
     with _client_errors():
         return OpenSearch(**_common(config, sync=True), max_retries=2, retry_on_timeout=True)
 
 
-def open_client(config: SinkConfig) -> AsyncOpenSearch:
+def open_client(config: SinkConfig, *, gzip: bool | None = None) -> AsyncOpenSearch:
     """An async client for ``config.url``; it never retries by itself (our policy does). With
-    ``config.compress``, its connection gzips bodies off the event loop
+    ``gzip`` (by default: ``--gzip`` given), its connection gzips bodies off the event loop
     (:class:`_GzipConnection`)."""
     connection: dict[str, Any] = {"connection_class": AsyncHttpConnection}
-    if config.compress:
+    if (config.compress is True) if gzip is None else gzip:
         connection = {"connection_class": _GzipConnection, "gzip_level": config.gzip_level}
     with _client_errors():
         return AsyncOpenSearch(

@@ -213,11 +213,12 @@ class SinkConfig:
     aws_auth: str | None = None  # "es" (Amazon OpenSearch Service) or "aoss" (Serverless)
     aws_region: str | None = None
     aws_profile: str | None = None
-    # --gzip: off. Gzipped at DEFAULT_GZIP_LEVEL in a thread (ingest.cluster), bodies go at 12 %
-    # of their bytes for 0.7 CPU s per 165 MB (~7 % of a backfill's; scripts/bench_bulk.py fill).
-    # Off still, as not every target is known to take it: Serverless documents no gzip bodies, a
-    # domain's http_compression.enabled can be off; and the gain is the link's (docs/benchmarks.md).
-    compress: bool = False
+    # --gzip: None = auto, on except for Serverless (gzips). Level 2 in a thread (ingest.cluster):
+    # the wire carries 0.26x the records' JSON against 2.15x plain, for 0.94x the process tree's
+    # CPU and 1.06x the records/s (scripts/bench_bulk.py fill, 60k records). OpenSearch's and
+    # Elasticsearch's HTTP layers always inflate gzip requests (http.compression is for answers);
+    # Serverless documents none, so it gets plain bodies. True/False: --gzip/--no-gzip.
+    compress: bool | None = None
     gzip_level: int = DEFAULT_GZIP_LEVEL
     # auto (identified from the endpoint and the cluster's answers, ingest.targets), opensearch,
     # elasticsearch, serverless-search or serverless-timeseries
@@ -262,6 +263,10 @@ class SinkConfig:
                 f"--bulk-target-seconds {self.target_seconds} must be positive and below "
                 f"--timeout {self.timeout}"
             )
+
+    def gzips(self, *, serverless: bool) -> bool:
+        """Whether bulk bodies go gzipped to a target that is (or is not) Serverless."""
+        return not serverless if self.compress is None else self.compress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,7 +435,7 @@ def build_sink(options: Mapping[str, Any], env: Mapping[str, str]) -> SinkConfig
     ``bulk_target_seconds``, ``bulk_linger_ms``, ``timeout``, ``retry_deadline``, ``insecure``,
     ``ca_certs``, ``user`` with ``password_file`` (else ``CT_INGEST_PASSWORD`` in ``env``),
     ``aws_auth``, ``aws_region``, ``profile``, ``gzip``, ``target``. A missing (or None) option
-    takes the default; other keys are ignored (a command's own options). Raises
+    takes the default (gzip: auto); other keys are ignored (a command's own options). Raises
     :class:`ConfigError` for bad values."""
     user = _text(options, "user")
     ca_certs = _path(options, "ca_certs")
@@ -453,7 +458,7 @@ def build_sink(options: Mapping[str, Any], env: Mapping[str, str]) -> SinkConfig
         aws_auth=_text(options, "aws_auth"),
         aws_region=_text(options, "aws_region"),
         aws_profile=_text(options, "profile"),  # an empty AWS_PROFILE means none
-        compress=_get(options, "gzip", bool, False),
+        compress=None if options.get("gzip") is None else _get(options, "gzip", bool, False),
         target=_get(options, "target", str, "auto"),
     )
 

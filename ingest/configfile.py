@@ -162,6 +162,8 @@ def effective_options(
         elif source == "DEFAULT_MAP":
             where = f"config {path}"
         value = sub.params.get(param.name)
+        if value is None and getattr(param, "secondary_opts", None):
+            value = "auto"  # a --x/--no-x flag left unset: decided at run time (--gzip)
         if value is not None and any(h in param.name for h in _SECRET_HINTS):
             value = "*****"
         rows.append((param.opts[0], value, where))

@@ -1,6 +1,7 @@
 """The runner: one run's lifecycle around the engine (:mod:`ingest.engine`).
 
-It opens the edges (the ledger, the dead-letter, the S3 store, the OpenSearch client), checks
+It opens the edges (the ledger, the dead-letter, the S3 store, the OpenSearch client, and for
+bulk writes a gzipping one unless the target is Serverless or ``--no-gzip`` is given), checks
 the cluster and its templates, keeps the run's row in the ledger, turns the first SIGINT or
 SIGTERM into a graceful drain and the second into a stop, switches the indices a backfill
 writes into backfill mode and restores them however the run ends, and for ``tail`` adds its
@@ -19,10 +20,11 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from opensearchpy import AsyncOpenSearch
 
 from ingest import cluster, source, targets, telemetry
 from ingest.checkpoint import Ledger
-from ingest.config import Settings, from_environment
+from ingest.config import Settings, SinkConfig, from_environment
 from ingest.deadletter import DeadLetter
 from ingest.engine import RunStats, run_pipeline
 from ingest.errors import ConfigError, IngestError
@@ -106,7 +108,10 @@ async def _run(
         os_client = cluster.open_client(settings.sink)
         stack.push_async_callback(os_client.close)
         target = stats.target = await targets.identify(os_client, settings.sink)
-        _log.info("opensearch_ready", url=settings.sink.url, version=target.version or "?")
+        bulk_client, gzip = _bulk_client(stack, settings.sink, os_client, target)
+        _log.info(
+            "opensearch_ready", url=settings.sink.url, version=target.version or "?", gzip=gzip
+        )
         if ensure_template:
             await targets.ensure_templates(os_client, settings.sink, target)
         mode = (
@@ -127,7 +132,7 @@ async def _run(
                 await run_pipeline(
                     settings,
                     store,
-                    OpenSearchBulkClient(os_client, target),
+                    OpenSearchBulkClient(bulk_client, target),
                     ledger,
                     deadletter,
                     stats,
@@ -143,6 +148,20 @@ async def _run(
             if mode is not None:
                 await _restore(mode)
     return stats
+
+
+def _bulk_client(
+    stack: AsyncExitStack, sink: SinkConfig, client: AsyncOpenSearch, target: targets.Target
+) -> tuple[AsyncOpenSearch, str]:
+    """The client bulk writes go through, and how the run's log says it: ``client`` (gzipping
+    only with ``--gzip``) unless gzip is left to the target (:meth:`SinkConfig.gzips`) and it is
+    not Serverless; then a gzipping client of its own (opened on ``stack``)."""
+    gzip = sink.gzips(serverless=target.kind is targets.Kind.SERVERLESS)
+    label = ("on" if gzip else "off") + (" (auto)" if sink.compress is None else "")
+    if gzip and sink.compress is None:
+        client = cluster.open_client(sink, gzip=True)
+        stack.push_async_callback(client.close)
+    return client, label
 
 
 class _Signals:

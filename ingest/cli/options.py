@@ -281,7 +281,14 @@ AwsAuth = Annotated[
         "--aws-auth", help="Sign requests with SigV4: es (OpenSearch Service) or aoss (Serverless)."
     ),
 ]
-Gzip = Annotated[bool, _option("--gzip", help="Compress request bodies.")]
+Gzip = Annotated[
+    bool | None,
+    _option(
+        "--gzip/--no-gzip",
+        help="Gzip bulk bodies. Default: auto, on except for OpenSearch Serverless.",
+        show_default=False,
+    ),
+]
 Target = Annotated[
     str,
     _option(

@@ -247,7 +247,7 @@ def deadletter_replay(
     aws_auth: AwsAuth = None,
     aws_region: AwsRegion = None,
     profile: Profile = None,
-    gzip: Gzip = False,
+    gzip: Gzip = None,
     log_format: LogFormat = DEFAULT_LOG_FORMAT,
 ) -> None:
     """Re-send the dead-lettered records (after fixing the template or the records); what lands

@@ -1,6 +1,6 @@
 """``--gzip`` for real: osmem-server (the loopback OpenSearch) takes gzipped bulk bodies and
-stores what it stores from plain ones, and a request sent again after a failure carries the
-bytes gzipped for the first attempt."""
+stores what it stores from plain ones, a request sent again after a failure carries the bytes
+gzipped for the first attempt, and the default (auto) gzips for every target but Serverless."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ingest.decode import Document, Rejected, to_document
 from ingest.retry import RetryPolicy
 from ingest.sink import BulkSink, OpenSearchBulkClient, Outcome
 from ingest.testing import synth
-from ingest.testing.faultproxy import FaultProxy, Faults
+from ingest.testing.faultproxy import EMULATIONS, FaultProxy, Faults
 
 from .helpers import all_docs, backfill
 
@@ -47,14 +47,14 @@ class TestGzipBodies:
         self, opensearch_url: str, tmp_path: Path
     ) -> None:
         """A backfill with --gzip indexes every record of the archive, each document with the
-        same fields as the same archive backfilled without --gzip."""
+        same fields as the same archive backfilled with --no-gzip."""
         logs = tmp_path / "logs"
         _, records = synth.write_tree(logs, synth.generate(300, seed=16, days=1, per_file=30))
         for name in ("plain", "gzip"):
             (tmp_path / name).mkdir()
         plain = backfill(
             str(logs), opensearch_url, tmp_path / "plain", "--index-prefix", "plain-", "--alias",
-            "plain",
+            "plain", "--no-gzip",
         )  # fmt: skip
         gzipped = backfill(str(logs), opensearch_url, tmp_path / "gzip", "--gzip")
         assert 0 == plain.code, plain.stderr[-2000:]
@@ -103,3 +103,36 @@ class TestGzipBodies:
         assert all(s.gzip for s in proxy.seen)
         assert seen[0], "no request was answered 429: nothing was retried"
         assert seen[1] - len(seen[0]) == compressed
+
+
+class TestGzipDefault:
+    @pytest.mark.parametrize(
+        ("flags", "emulation", "gzipped", "logged"),
+        [
+            ((), None, True, "on (auto)"),
+            (("--no-gzip",), None, False, "off"),
+            ((), "serverless-search", False, "off (auto)"),
+            (("--target", "serverless-search"), None, False, "off (auto)"),
+        ],
+    )
+    def test_auto_gzips_for_every_target_but_serverless(
+        self,
+        opensearch_url: str,
+        tmp_path: Path,
+        flags: tuple[str, ...],
+        emulation: str | None,
+        gzipped: bool,
+        logged: str,
+    ) -> None:
+        """Without a flag, bulk bodies go gzipped to OpenSearch and plain to Serverless (found
+        from the cluster's answers, or declared); --no-gzip sends them plain; every record is
+        indexed either way, and the run's opensearch_ready line says which it was."""
+        logs = tmp_path / "logs"
+        _, records = synth.write_tree(logs, synth.generate(120, seed=18, days=1, per_file=20))
+        with FaultProxy(opensearch_url, emulation=EMULATIONS.get(emulation or "")) as proxy:
+            run = backfill(str(logs), proxy.url, tmp_path, *flags)
+            bulk = [s.gzip for s in proxy.seen]
+        assert (0, records) == (run.code, run.done["indexed"]), run.stderr[-2000:]
+        assert records == len(all_docs(opensearch_url))
+        assert {gzipped} == set(bulk)
+        assert [logged] == [e["gzip"] for e in run.events("opensearch_ready")]

@@ -125,6 +125,8 @@ class TestEveryTarget:
             run = backfill(str(root), proxy.url, tmp_path, "--workers", "0")
             assert (0, len(ids), 0) == (run.code, run.done["indexed"], run.done["deadlettered"])
             assert want["summary"] in run.stdout, run.stdout
+            gzipped = {s.gzip for s in proxy.seen}  # gzip is auto: on but for Serverless
+            assert {not profile.startswith("serverless")} == gzipped
 
             docs = _docs(opensearch_url)
             assert sorted(ids) == sorted(d["eventID"] for d in docs)

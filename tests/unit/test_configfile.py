@@ -42,6 +42,17 @@ class TestConfigFile:
         assert (1.5, "command line") == got["--bulk-mib"]
         assert (4, "default") == got["--max-in-flight"]
 
+    def test_gzip_is_auto_until_a_file_env_or_flag_says(self, tmp_path: Path) -> None:
+        """--gzip shows auto by default; the file's false, CT_INGEST_GZIP and --gzip or
+        --no-gzip set it, in the usual order."""
+        path = f"config {tmp_path / 'c.toml'}"
+        assert ("auto", "default") == _show(tmp_path, "", "backfill")["--gzip"]
+        assert (False, path) == _show(tmp_path, "gzip = false\n", "tail")["--gzip"]
+        env = {"CT_INGEST_GZIP": "false"}
+        assert (False, "env CT_INGEST_GZIP") == _show(tmp_path, "", "backfill", env=env)["--gzip"]
+        got = _show(tmp_path, "gzip = false\n", "backfill", "--", "--gzip", env=env)
+        assert (True, "command line") == got["--gzip"]
+
     def test_sections_apply_to_their_command(self, tmp_path: Path) -> None:
         """[tail] values reach tail, not backfill; nested sections reach grouped commands."""
         toml = "concurrency = 5\n[tail]\nconcurrency = 3\n[report.clickops]\ntop = 50\n"

@@ -177,12 +177,28 @@ class TestBuildSink:
     def test_defaults_and_other_options_ignored(self) -> None:
         """A command's own options (--repair, --json, ...) are not the sink's business."""
         sink = build_sink({"opensearch": URL, "repair": True, "as_json": False}, {})
-        assert (URL, DEFAULT_INDEX_PREFIX, DEFAULT_ALIAS, True, False) == (
+        assert (URL, DEFAULT_INDEX_PREFIX, DEFAULT_ALIAS, True, None) == (
             sink.url,
             sink.index_prefix,
             sink.alias,
             sink.verify_certs,
             sink.compress,
+        )
+
+    @pytest.mark.parametrize(
+        ("gzip", "plain_target", "serverless"),
+        [(None, True, False), (True, True, True), (False, False, False)],
+    )
+    def test_gzip_is_auto_unless_given(
+        self, gzip: bool | None, plain_target: bool, serverless: bool
+    ) -> None:
+        """Unset, --gzip gzips bulk bodies for every target but Serverless; --gzip and
+        --no-gzip decide for every target."""
+        sink = build_sink({"opensearch": URL, "gzip": gzip}, {})
+        assert (gzip, plain_target, serverless) == (
+            sink.compress,
+            sink.gzips(serverless=False),
+            sink.gzips(serverless=True),
         )
 
     def test_password_from_the_env_given(self, monkeypatch: pytest.MonkeyPatch) -> None:
