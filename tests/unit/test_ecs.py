@@ -106,9 +106,9 @@ EVENTS = (
 )
 # slug: (kind, category, type, outcome, action, provider)
 CATEGORIZED: dict[str, tuple[Any, ...]] = {
-    "root-console-login-mfa": ("event", ["authentication"], ["start"], "success", "ConsoleLogin", "signin.amazonaws.com"),
-    "sso-console-login-no-username": ("event", ["authentication"], ["start"], "success", "ConsoleLogin", "signin.amazonaws.com"),
-    "console-login-failed-hidden-username": ("event", ["authentication"], ["start"], "failure", "ConsoleLogin", "signin.amazonaws.com"),
+    "root-console-login-mfa": ("event", ["authentication"], ["info"], "success", "ConsoleLogin", "signin.amazonaws.com"),
+    "sso-console-login-no-username": ("event", ["authentication"], ["info"], "success", "ConsoleLogin", "signin.amazonaws.com"),
+    "console-login-failed-hidden-username": ("event", ["authentication"], ["info"], "failure", "ConsoleLogin", "signin.amazonaws.com"),
     "idc-user-authentication-non-api": ("event", ["authentication"], ["start"], "success", "UserAuthentication", "signin.amazonaws.com"),
     "sts-assume-role-access-denied": ("event", ["authentication"], ["info"], "failure", "AssumeRole", "sts.amazonaws.com"),
     "saml-assume-role-with-saml": ("event", ["authentication"], ["info"], "success", "AssumeRoleWithSAML", "sts.amazonaws.com"),
@@ -195,11 +195,12 @@ class TestEvents:
         assert [] == missing
 
     def test_mfa_shows_on_sign_ins(self, corpus: Path) -> None:
-        """A sign-in with MFA and one without are told apart (ct.mfa_used), both start events."""
+        """A sign-in with MFA and one without are told apart (ct.mfa_used), both authentication
+        info events (ConsoleLogin is info in the reference, not start)."""
         with_mfa = _load(corpus, "root-console-login-mfa")
         without = _load(corpus, "sso-console-login-no-username")
         got = [view(r, "ct.mfa_used", "event.type", "event.outcome") for r in (with_mfa, without)]
-        assert [(True, ["start"], "success"), (False, ["start"], "success")] == got
+        assert [(True, ["info"], "success"), (False, ["info"], "success")] == got
 
     def test_categories_are_data(self) -> None:
         """The table decides: an unknown service gets the default, prefixes give the type."""
