@@ -143,7 +143,9 @@ def _identity(
     name = _s(user_name)
     issuer_name = _s(issuer_name)
     users: list[Any] = [name]
-    head: list[Any] = []
+    head: list[Any] = [name]  # an IAM user's own name identifies it, as the reference has it
+    if name and _EMAIL.match(name):  # an IAM user (or Identity Center user) named by e-mail
+        user["email"] = name
     if kind == "AssumedRole" and isinstance(principal, str) and ":" in principal:
         session = principal.split(":", 1)[1]
         if session:
@@ -216,7 +218,19 @@ def _user(
         user = {**user, "changes": {"name": new_name}}
         _add(users, new_name)
     _add(entities, request.get("roleArn"))
+    # AssumeRole*: the session it opens (its name and the assumed role user's ARN)
+    _add(entities, request.get("roleSessionName"))
+    _add(entities, _m(response.get("assumedRoleUser")).get("arn"))
     return user
+
+
+def _signed_in(extra: Any) -> dict[str, Any]:
+    """``user.name`` (and ``user.email``) of an identity that names nobody, such as an
+    ``IdentityCenterUser`` sign-in: the ``additionalEventData.UserName`` it signed in with."""
+    name = _s(extra.get("UserName")) if isinstance(extra, dict) else None
+    if name is None:
+        return {}
+    return {"name": name, "email": name} if _EMAIL.match(name) else {"name": name}
 
 
 @lru_cache(maxsize=1024)  # untyped: a value that is not a string counts as absent
@@ -288,6 +302,9 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
     entities: list[str] = []
     if ui:
         user = _user(ui, request, response, users, entities)
+        if "name" not in user and (signed_in := _signed_in(get("additionalEventData"))):
+            user = {**user, **signed_in}
+            _add(users, signed_in["name"])
         if user:
             out["user"] = user
     if request or response:

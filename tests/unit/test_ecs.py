@@ -86,7 +86,7 @@ IDENTITIES: dict[str, tuple[Any, ...]] = {
     "chain-3-role-chaining-assume-role-target-copy": ("AROAD6TVPBK2IHVAO4HPM:release-2024-03-05", None, None, "444455556666", None),
     # FederatedUser: the session issuer (the IAM user that federated) is user.name
     "federated-user-get-caller-identity": ("111122223333:m.rossi@example.com", "federation-broker", None, "111122223333", None),
-    "saml-assume-role-with-saml": ("fR998rkeKhgA4iW4aLd6+RSqhZg=:m.garcia@example.com", "m.garcia@example.com", None, "444455556666", None),
+    "saml-assume-role-with-saml": ("fR998rkeKhgA4iW4aLd6+RSqhZg=:m.garcia@example.com", "m.garcia@example.com", "m.garcia@example.com", "444455556666", None),
     "gha-assume-role-with-web-identity": ("arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com:sts.amazonaws.com:repo:example-org/platform-infra:ref:refs/heads/main", "repo:example-org/platform-infra:ref:refs/heads/main", None, "111122223333", None),
     # Identity Center sign-in (userIdentity type Unknown): the user name
     "idc-user-authentication-non-api": ("111122223333", "jane.doe", None, "111122223333", None),
@@ -139,12 +139,50 @@ class TestIdentities:
         assert ("111122223333", "aws") == view(record, "cloud.account.id", "cloud.provider")
 
     def test_email_only_for_email_sessions(self, corpus: Path) -> None:
-        """user.email comes from an e-mail role session name, and is absent otherwise."""
+        """user.email comes from an e-mail role session name or user name (as the reference),
+        and is absent otherwise."""
         emails = {s: view(_load(corpus, s), "user.email")[0] for s in sorted(IDENTITIES)}
         assert {
             "sso-console-put-bucket-policy": "jane.doe@example.com",
             "pulumi-put-bucket-tagging-unicode": "li.wei@example.com",
+            "saml-assume-role-with-saml": "m.garcia@example.com",
         } == {s: e for s, e in emails.items() if e}
+
+    def test_identity_center_user_is_named_by_its_sign_in(self) -> None:
+        """An IdentityCenterUser names nobody: user.name (and user.email) are the UserName it
+        signed in with, which is also a related user."""
+        record = {
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "UserAuthentication",
+            "userIdentity": {"type": "IdentityCenterUser", "accountId": "111122223333"},
+            "additionalEventData": {
+                "UserName": "kim.lee@example.com",
+                "CredentialType": "PASSWORD",
+            },
+        }
+        assert ("kim.lee@example.com", "kim.lee@example.com", ["kim.lee@example.com"]) == view(
+            record, "user.name", "user.email", "related.user"
+        )
+        record["additionalEventData"]["UserName"] = "kim.lee"
+        assert ("kim.lee", None) == view(record, "user.name", "user.email")
+
+    def test_iam_user_named_by_email(self) -> None:
+        """An IAM user whose name is an e-mail address has it as user.email too; the user's
+        name is a related entity whatever it looks like."""
+        ui = {"type": "IAMUser", "principalId": "AIDA9", "userName": "ops@example.com"}
+        record = {
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "DescribeVpcs",
+            "userIdentity": ui,
+        }
+        email, entities = view(record, "user.email", "related.entity")
+        assert "ops@example.com" == email
+        assert "ops@example.com" in entities
+        ui["userName"] = "ops"
+        assert (None, True) == (
+            view(record, "user.email")[0],
+            "ops" in view(record, "related.entity")[0],
+        )
 
     def test_iam_user_operations(self) -> None:
         """IAM user and group operations name their target user, new name and group."""
@@ -249,6 +287,25 @@ class TestSourceAndRelated:
             _load(corpus, "chain-1-iamuser-assume-role"), "related.user", "related.entity"
         )
         assert "arn:aws:iam::111122223333:role/DeployRole" in entities
+
+    def test_related_entity_has_the_assumed_session(self) -> None:
+        """AssumeRole's session name and the assumed role user's ARN are related entities."""
+        session_arn = "arn:aws:sts::111122223333:assumed-role/build-role/i-0abc"
+        record = {
+            "eventSource": "sts.amazonaws.com",
+            "eventName": "AssumeRole",
+            "userIdentity": {"type": "AWSService", "invokedBy": "ec2.amazonaws.com"},
+            "requestParameters": {
+                "roleArn": "arn:aws:iam::111122223333:role/build-role",
+                "roleSessionName": "i-0abc",
+            },
+            "responseElements": {
+                "assumedRoleUser": {"arn": session_arn, "assumedRoleId": "AROA1:i-0abc"}
+            },
+        }
+        assert {"arn:aws:iam::111122223333:role/build-role", "i-0abc", session_arn} == set(
+            view(record, "related.entity")[0]
+        )
 
     def test_cloud_service(self, corpus: Path) -> None:
         """cloud.service.name is the event source's service; cloud.region the record's region."""
