@@ -58,6 +58,11 @@ def ecs(record: dict[str, Any]) -> dict[str, Any]:
     return {"doc": doc, "get": lambda path: _get(doc, aliases.get(path, path))}
 
 
+def call(source: str, name: str, identity: dict[str, Any], **rest: Any) -> dict[str, Any]:
+    """A record of ``name`` on ``source`` by ``identity``, with ``rest`` (written here)."""
+    return {"eventSource": source, "eventName": name, "userIdentity": identity, **rest}
+
+
 def view(record: dict[str, Any], *fields: str) -> tuple[Any, ...]:
     get = ecs(record)["get"]
     return tuple(get(f) for f in fields)
@@ -151,15 +156,12 @@ class TestIdentities:
     def test_identity_center_user_is_named_by_its_sign_in(self) -> None:
         """An IdentityCenterUser names nobody: user.name (and user.email) are the UserName it
         signed in with, which is also a related user."""
-        record = {
-            "eventSource": "signin.amazonaws.com",
-            "eventName": "UserAuthentication",
-            "userIdentity": {"type": "IdentityCenterUser", "accountId": "111122223333"},
-            "additionalEventData": {
-                "UserName": "kim.lee@example.com",
-                "CredentialType": "PASSWORD",
-            },
-        }
+        record = call(
+            "signin.amazonaws.com",
+            "UserAuthentication",
+            {"type": "IdentityCenterUser", "accountId": "111122223333"},
+            additionalEventData={"UserName": "kim.lee@example.com", "CredentialType": "PASSWORD"},
+        )
         assert ("kim.lee@example.com", "kim.lee@example.com", ["kim.lee@example.com"]) == view(
             record, "user.name", "user.email", "related.user"
         )
@@ -291,18 +293,18 @@ class TestSourceAndRelated:
     def test_related_entity_has_the_assumed_session(self) -> None:
         """AssumeRole's session name and the assumed role user's ARN are related entities."""
         session_arn = "arn:aws:sts::111122223333:assumed-role/build-role/i-0abc"
-        record = {
-            "eventSource": "sts.amazonaws.com",
-            "eventName": "AssumeRole",
-            "userIdentity": {"type": "AWSService", "invokedBy": "ec2.amazonaws.com"},
-            "requestParameters": {
+        record = call(
+            "sts.amazonaws.com",
+            "AssumeRole",
+            {"type": "AWSService", "invokedBy": "ec2.amazonaws.com"},
+            requestParameters={
                 "roleArn": "arn:aws:iam::111122223333:role/build-role",
                 "roleSessionName": "i-0abc",
             },
-            "responseElements": {
+            responseElements={
                 "assumedRoleUser": {"arn": session_arn, "assumedRoleId": "AROA1:i-0abc"}
             },
-        }
+        )
         assert {"arn:aws:iam::111122223333:role/build-role", "i-0abc", session_arn} == set(
             view(record, "related.entity")[0]
         )
