@@ -87,11 +87,11 @@ def user_agent(text: str) -> dict[str, Any]:
     ua, os_, device = parsed.user_agent, parsed.os, parsed.device
     if ua is not None and ua.family != _OTHER:
         out["name"] = ua.family
-        version = ".".join(p for p in (ua.major, ua.minor, ua.patch) if p)
+        version = ".".join(p for p in (ua.major, ua.minor, ua.patch, ua.patch_minor) if p)
         if version:
             out["version"] = version
     if os_ is not None and os_.family != _OTHER:
-        version = ".".join(p for p in (os_.major, os_.minor, os_.patch) if p)
+        version = ".".join(p for p in (os_.major, os_.minor, os_.patch, os_.patch_minor) if p)
         out["os"] = {"name": os_.family}
         if version:
             out["os"].update(version=version, full=f"{os_.family} {version}")
@@ -148,12 +148,13 @@ def _identity(
         user["email"] = name
     if kind == "AssumedRole" and isinstance(principal, str) and ":" in principal:
         session = principal.split(":", 1)[1]
-        if session:
+        # the session names a person only when it is an e-mail address (IAM Identity Center);
+        # an instance id or a tool's session name is neither a user nor an entity (reference)
+        if session and _EMAIL.match(session):
             users.append(session)
             head.append(session)
-            if _EMAIL.match(session):
-                user["email"] = session
-                users.append(session.split("@", 1)[0])
+            user["email"] = session
+            users.append(session.split("@", 1)[0])
     users += (principal, issuer_name)
     head.append(issuer_arn)
     # the reference reads userName, then lets the session issuer's (the role) win

@@ -114,7 +114,7 @@ CATEGORIZED: dict[str, tuple[Any, ...]] = {
     "root-console-login-mfa": ("event", ["authentication"], ["info"], "success", "ConsoleLogin", "signin.amazonaws.com"),
     "sso-console-login-no-username": ("event", ["authentication"], ["info"], "success", "ConsoleLogin", "signin.amazonaws.com"),
     "console-login-failed-hidden-username": ("event", ["authentication"], ["info"], "failure", "ConsoleLogin", "signin.amazonaws.com"),
-    "idc-user-authentication-non-api": ("event", ["authentication"], ["start"], "success", "UserAuthentication", "signin.amazonaws.com"),
+    "idc-user-authentication-non-api": ("event", ["authentication"], ["info"], "success", "UserAuthentication", "signin.amazonaws.com"),
     "sts-assume-role-access-denied": ("event", ["authentication"], ["info"], "failure", "AssumeRole", "sts.amazonaws.com"),
     "saml-assume-role-with-saml": ("event", ["authentication"], ["info"], "success", "AssumeRoleWithSAML", "sts.amazonaws.com"),
     "cfn-invoked-with-iamuser-creds-create-role": ("event", ["iam"], ["admin", "creation"], "success", "CreateRole", "iam.amazonaws.com"),
@@ -283,6 +283,16 @@ class TestSourceAndRelated:
             "111122223333",
         } <= set(entities)
 
+    def test_a_session_name_is_related_only_as_an_email(self, corpus: Path) -> None:
+        """An instance id or a tool's session name is neither a related user nor a related
+        entity (the reference's semantics); the principal and the role are."""
+        record = _load(corpus, "boto3-athena-start-query-36kb-query-string")
+        users, entities = view(record, "related.user", "related.entity")
+        session = "i-0f3a9c2b7d18e4a56"
+        assert session not in users
+        assert session not in entities
+        assert {"AROAOGUFSKFCZKTOJJZ7U:i-0f3a9c2b7d18e4a56", "analytics-batch-ec2"} <= set(users)
+
     def test_related_entity_has_the_target_role(self, corpus: Path) -> None:
         """AssumeRole's requested role ARN is a related entity."""
         _, entities = view(
@@ -365,6 +375,17 @@ class TestTlsAndUserAgent:
             "aws-cli/1.16.248 Python/3.4.7 Linux/4.9.184-0.1.ac.235.83.329.metal1.x86_64 botocore/1.12.239"
         )
         assert {"name": "aws-cli", "version": "1.16.248", "os": {"name": "Linux", "version": "4.9.184", "full": "Linux 4.9.184"}, "device": {"name": "Spider"}} == got  # fmt: skip
+
+    def test_four_part_versions_are_whole(self) -> None:
+        """A browser's four-part version is kept whole (Chrome 140.0.0.0, as the reference)."""
+        got = user_agent(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36"
+        )
+        assert ("Chrome", "140.0.0.0", "10.15.7") == (
+            got["name"],
+            got["version"],
+            got["os"]["version"],
+        )
 
     def test_service_agents_are_not_parsed(self) -> None:
         """'AWS Internal' and service names are no user agents to parse."""
