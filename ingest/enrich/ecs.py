@@ -148,10 +148,11 @@ def _identity(
         user["email"] = name
     if kind == "AssumedRole" and isinstance(principal, str) and ":" in principal:
         session = principal.split(":", 1)[1]
-        # the session names a person only when it is an e-mail address (IAM Identity Center);
-        # an instance id or a tool's session name is neither a user nor an entity (reference)
-        if session and _EMAIL.match(session):
+        if session:
             users.append(session)
+        # the session is an entity only when it names a person by e-mail (IAM Identity
+        # Center); an instance id or a tool's session name is not one (as the reference)
+        if session and _EMAIL.match(session):
             head.append(session)
             user["email"] = session
             users.append(session.split("@", 1)[0])

@@ -283,15 +283,15 @@ class TestSourceAndRelated:
             "111122223333",
         } <= set(entities)
 
-    def test_a_session_name_is_related_only_as_an_email(self, corpus: Path) -> None:
-        """An instance id or a tool's session name is neither a related user nor a related
-        entity (the reference's semantics); the principal and the role are."""
+    def test_a_session_name_is_an_entity_only_as_an_email(self, corpus: Path) -> None:
+        """An instance id as the session name is a related user but not a related entity
+        (the reference's semantics); the role is both."""
         record = _load(corpus, "boto3-athena-start-query-36kb-query-string")
         users, entities = view(record, "related.user", "related.entity")
         session = "i-0f3a9c2b7d18e4a56"
-        assert session not in users
+        assert {session, f"AROAOGUFSKFCZKTOJJZ7U:{session}", "analytics-batch-ec2"} <= set(users)
         assert session not in entities
-        assert {"AROAOGUFSKFCZKTOJJZ7U:i-0f3a9c2b7d18e4a56", "analytics-batch-ec2"} <= set(users)
+        assert "analytics-batch-ec2" in entities
 
     def test_related_entity_has_the_target_role(self, corpus: Path) -> None:
         """AssumeRole's requested role ARN is a related entity."""
