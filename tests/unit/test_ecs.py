@@ -242,6 +242,11 @@ class TestEvents:
         got = [view(r, "ct.mfa_used", "event.type", "event.outcome") for r in (with_mfa, without)]
         assert [(True, ["info"], "success"), (False, ["info"], "success")] == got
 
+    def test_session_manager_sessions(self) -> None:
+        """An SSM StartSession is a session start; the rest of SSM stays configuration."""
+        assert (("session",), ("start",)) == categorize("ssm.amazonaws.com", "StartSession")
+        assert (("configuration",), ("info",)) == categorize("ssm.amazonaws.com", "GetParameter")
+
     def test_categories_are_data(self) -> None:
         """The table decides: an unknown service gets the default, prefixes give the type."""
         assert (("api",), ("deletion",)) == categorize("example.amazonaws.com", "DeleteWidget")
