@@ -222,6 +222,7 @@ def _user(
     _add(entities, request.get("roleArn"))
     # AssumeRole*: the session it opens (its name and the assumed role user's ARN)
     _add(entities, request.get("roleSessionName"))
+    _add(entities, request.get("bucketName"))  # S3: the bucket, by name
     _add(entities, _m(response.get("assumedRoleUser")).get("arn"))
     return user
 

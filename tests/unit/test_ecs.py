@@ -324,6 +324,18 @@ class TestSourceAndRelated:
             view(record, "related.entity")[0]
         )
 
+    def test_related_entity_has_the_bucket(self) -> None:
+        """An S3 call's bucket is a related entity by name, next to its resources' ARNs."""
+        record = call(
+            "s3.amazonaws.com",
+            "GetBucketAcl",
+            {"type": "IAMUser", "principalId": "AIDA7", "userName": "ci"},
+            requestParameters={"bucketName": "logs-archive-01", "acl": ""},
+            resources=[{"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::logs-archive-01"}],
+        )
+        entities = set(view(record, "related.entity")[0])
+        assert {"logs-archive-01", "arn:aws:s3:::logs-archive-01"} <= entities
+
     def test_cloud_service(self, corpus: Path) -> None:
         """cloud.service.name is the event source's service; cloud.region the record's region."""
         got = view(
