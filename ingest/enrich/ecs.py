@@ -135,7 +135,6 @@ def _identity(
     issuer_name: Any,
     issuer_arn: Any,
     arn: Any,
-    account: Any,
 ) -> _Identity:
     """What ``user.*`` and ``related.*`` take from the identity (cached: a principal makes
     many calls; the access key, which changes with each session, is added by the caller)."""
@@ -162,7 +161,8 @@ def _identity(
     if issuer_name or name:
         user["name"] = issuer_name or name
     heads = _strs(head)
-    tail = [t for t in _strs([arn, issuer_name, account]) if t not in heads]
+    # not the account: the reference names it only as a call's target (GetCallerIdentity)
+    tail = [t for t in _strs([arn, issuer_name]) if t not in heads]
     return _Identity(user, tuple(_strs(users)), tuple(heads), tuple(tail))
 
 
@@ -191,7 +191,6 @@ def _user(
         issuer.get("userName"),
         issuer.get("arn"),
         ui.get("arn"),
-        ui.get("accountId"),
     )
     try:
         known = _identity(*key)

@@ -285,8 +285,8 @@ class TestSourceAndRelated:
             ui["arn"],
             ui["accessKeyId"],
             ui["sessionContext"]["sessionIssuer"]["arn"],
-            "111122223333",
         } <= set(entities)
+        assert "111122223333" not in entities  # the account is no entity of the caller's
 
     def test_a_session_name_is_an_entity_only_as_an_email(self, corpus: Path) -> None:
         """An instance id as the session name is a related user but not a related entity
