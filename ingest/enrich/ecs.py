@@ -218,12 +218,30 @@ def _user(
     if new_name := _s(request.get("newUserName")):
         user = {**user, "changes": {"name": new_name}}
         _add(users, new_name)
-    _add(entities, request.get("roleArn"))
-    # AssumeRole*: the session it opens (its name and the assumed role user's ARN)
-    _add(entities, request.get("roleSessionName"))
-    _add(entities, request.get("bucketName"))  # S3: the bucket, by name
-    _add(entities, _m(response.get("assumedRoleUser")).get("arn"))
     return user
+
+
+@lru_cache(maxsize=4096)
+def _entity_paths(source: str, name: str) -> tuple[tuple[str, ...], ...]:
+    """The ``[ecs.related_entity]`` paths of an event: its service's, then its own."""
+    table = load_rules().ecs.related_entity
+    return (*table.get(source, ()), *table.get(f"{source}:{name}", ()))
+
+
+def _walk(value: Any, path: tuple[str, ...], entities: list[str]) -> None:
+    """Adds the strings at ``path`` under ``value`` (``"[]"`` walks a list's items; a list of
+    strings at the end adds each) to ``entities``."""
+    for at, part in enumerate(path):
+        if part == "[]":
+            if isinstance(value, list):
+                for item in value:
+                    _walk(item, path[at + 1 :], entities)
+            return
+        if not isinstance(value, dict):
+            return
+        value = value.get(part)
+    for item in value if isinstance(value, list) else (value,):
+        _add(entities, item)
 
 
 def _signed_in(extra: Any) -> dict[str, Any]:
@@ -322,6 +340,9 @@ def ecs_fields(record: Mapping[str, Any], ct: Mapping[str, Any]) -> dict[str, An
         for item in resources:
             if isinstance(item, dict):
                 _add(entities, item.get("ARN"))
+    for path in _entity_paths(source_name, event_name if isinstance(event_name, str) else ""):
+        if (value := get(path[0])) is not None:
+            _walk(value, path[1:], entities)
 
     out["cloud"] = _cloud(_s(get("recipientAccountId")) or _s(ui.get("accountId")), source_name)
     if ui.get("type") == "AWSService" and (invoked_by := _s(ui.get("invokedBy"))):

@@ -40,6 +40,9 @@ class EcsRules:
     type_prefixes: tuple[tuple[str, str], ...]
     default_type: tuple[str, ...]
     events: tuple[EcsEventRule, ...]
+    # related.entity paths by "eventSource" and "eventSource:eventName"; each path a tuple of
+    # keys, "[]" walking the items of a list
+    related_entity: dict[str, tuple[tuple[str, ...], ...]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: a key of the rule caches
@@ -84,6 +87,10 @@ def _ecs(raw: dict[str, Any]) -> EcsRules:
             )
             for row in raw.get("event", ())
         ),
+        related_entity={
+            key: tuple(tuple(p.replace("[]", ".[]").split(".")) for p in paths)
+            for key, paths in raw.get("related_entity", {}).items()
+        },
     )
 
 
