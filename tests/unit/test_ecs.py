@@ -336,6 +336,65 @@ class TestSourceAndRelated:
         entities = set(view(record, "related.entity")[0])
         assert {"logs-archive-01", "arn:aws:s3:::logs-archive-01"} <= entities
 
+    def test_related_entity_has_the_service_resources(self) -> None:
+        """The [ecs.related_entity] table: an EC2 call's groups, rules and instances (down
+        nested item lists), each once and only strings; a call's own target (StartSession's
+        instance); a service the table does not name adds nothing of its payload."""
+        who = {"type": "IAMUser", "principalId": "AIDA9", "userName": "ops", "accessKeyId": "AKIA9"}
+        rule = {"groupId": "sg-0aa1", "securityGroupRuleId": "sgr-0bb2", "isEgress": False}
+        authorized = call(
+            "ec2.amazonaws.com",
+            "AuthorizeSecurityGroupIngress",
+            who,
+            requestParameters={"groupId": "sg-0aa1", "ipPermissions": {"items": []}},
+            responseElements={"securityGroupRuleSet": {"items": [rule, {"groupId": 7}]}},
+        )
+        run = call(
+            "ec2.amazonaws.com",
+            "RunInstances",
+            who,
+            responseElements={
+                "instancesSet": {
+                    "items": [
+                        {
+                            "instanceId": "i-0cc3",
+                            "imageId": "ami-0dd4",
+                            "networkInterfaceSet": {
+                                "items": [{"networkInterfaceId": "eni-0ee5", "vpcId": "vpc-0ff6"}]
+                            },
+                        },
+                        "not an item",
+                    ]
+                }
+            },
+        )
+        session = call(
+            "ssm.amazonaws.com", "StartSession", who, requestParameters={"target": "i-0ab7"}
+        )
+        other = call(
+            "ssm.amazonaws.com", "GetParameter", who, requestParameters={"target": "i-0ab7"}
+        )
+        unknown = call(
+            "example.amazonaws.com", "Frob", who, requestParameters={"groupId": "sg-0aa1"}
+        )
+        assert [
+            ["ops", "AKIA9", "sg-0aa1", "sgr-0bb2"],
+            ["ops", "AKIA9", "i-0cc3", "ami-0dd4", "eni-0ee5", "vpc-0ff6"],
+            ["ops", "AKIA9", "i-0ab7"],
+            ["ops", "AKIA9"],
+            ["ops", "AKIA9"],
+        ] == [view(r, "related.entity")[0] for r in (authorized, run, session, other, unknown)]
+
+    def test_related_entity_lists_of_strings(self) -> None:
+        """A path that ends at a list of strings adds each (BatchGetSecretValue's secrets)."""
+        record = call(
+            "secretsmanager.amazonaws.com",
+            "BatchGetSecretValue",
+            {"type": "IAMUser", "principalId": "AIDA9", "userName": "ops"},
+            requestParameters={"secretIdList": ["db/main", "db/main", "", 3, "api/key"]},
+        )
+        assert ["ops", "db/main", "api/key"] == view(record, "related.entity")[0]
+
     def test_cloud_service(self, corpus: Path) -> None:
         """cloud.service.name is the event source's service; cloud.region the record's region."""
         got = view(
