@@ -34,18 +34,20 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ingest.cluster import opensearch_errors
 from ingest.errors import SinkError
 
+if TYPE_CHECKING:  # pySigma is imported only where rules are converted
+    from ingest.sigma.convert import Converted
+
 __all__ = [
     "MONITOR_FILES",
     "SEVERITY",
     "Installed",
-    "SigmaRule",
     "channel_id",
     "install_alerts",
     "install_channel",
@@ -74,25 +76,6 @@ _LEGACY_NAMES = (
     (re.compile(r"ct-ingest: root user activity"), "root-activity"),
     (re.compile(r"ct-ingest: console sign-in without MFA"), "console-signin-without-mfa"),
 )
-
-
-class SigmaRule(Protocol):
-    """A converted Sigma rule, as ``ingest.sigma.convert`` hands it over."""
-
-    @property
-    def rule(self) -> str: ...
-    @property
-    def id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def level(self) -> str | None: ...
-    @property
-    def tags(self) -> tuple[str, ...]: ...
-    @property
-    def query(self) -> dict[str, Any] | None: ...
-    @property
-    def error(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +130,7 @@ def render_monitors(
 
 
 def sigma_monitors(
-    rules: Iterable[SigmaRule], *, alias: str, lookback: str = "10m", channel_id: str = ""
+    rules: Iterable[Converted], *, alias: str, lookback: str = "10m", channel_id: str = ""
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One query monitor per converted rule, and a line for each rule that has none (not
     converted, or converted twice under one id)."""
