@@ -109,11 +109,8 @@ def parse_log_key(key: str) -> LogKey | None:
     if len(parts) != 7:
         return None
     account, kind_s, region, yyyy, mm, dd, name = parts
-    m = _LOG_FILE.match(name)
-    if not m or not is_account(account) or m["account"] != account or m["region"] != region:
-        return None
-    if kind_s != m["kind"] or kind_s not in (TrailKind.LOGS.value, TrailKind.INSIGHT.value):
-        return None
+    if not is_account(account) or not is_log_name(name, account, kind_s, region):
+        return None  # the name's kind is CloudTrail or CloudTrail-Insight, never a digest
     try:
         day = date(int(yyyy), int(mm), int(dd))
     except ValueError:
